@@ -1,0 +1,445 @@
+//! The SQLite backend: one file, WAL mode, one process at a time.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+use super::{
+    Cancelled, Claimed, IdempotencyKey, Inserted, Page, RemovalFilter, StoreError, lease_end,
+    stored_time,
+};
+use crate::removal::{Progress, Removal, Status};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Held open for the life of the store: its lock keeps a second process
+    /// off the same file, where two workers would race each other's claims.
+    _lock: Option<File>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) the database at `url`,
+    /// e.g. `sqlite://data/scim-removals.db?synchronous=full`.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let (url, synchronous) = split_synchronous(url)?;
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|error| StoreError::Setup(format!("store.url: {error}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+
+        let path = options.get_filename().to_path_buf();
+        let in_memory = path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:");
+        let lock = if in_memory {
+            None
+        } else {
+            Some(lock_database(&path)?)
+        };
+
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 4 })
+            .connect_with(options)
+            .await?;
+        MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Setup(format!("migrating the database: {error}")))?;
+
+        // The file lock proves no other process works on this store, so any
+        // lease left in it belongs to a process that is gone.
+        sqlx::query(
+            "UPDATE removals SET claimed_by = NULL, lease_until = 0 WHERE status = 'running'",
+        )
+        .execute(&pool)
+        .await?;
+
+        Ok(SqliteStore { pool, _lock: lock })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn insert(
+        &self,
+        removal: &Removal,
+        key: Option<&IdempotencyKey>,
+        retention_h: u64,
+    ) -> Result<Inserted, StoreError> {
+        // IMMEDIATE takes the write lock up front, so two requests with one
+        // key cannot both read "unused" and then both write.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+
+        if let Some(key) = key {
+            let existing = sqlx::query(
+                "SELECT removal_id, fingerprint, created_at FROM idempotency_keys
+                 WHERE client = $1 AND key = $2",
+            )
+            .bind(&key.client)
+            .bind(&key.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+
+            let expired_before = Utc::now().timestamp_millis() - hours_ms(retention_h);
+            if let Some(row) = existing.filter(|row| row.get::<i64, _>(2) >= expired_before) {
+                if row.get::<String, _>(1) != key.fingerprint {
+                    return Ok(Inserted::KeyReused);
+                }
+                let id: String = row.get(0);
+                let doc: String = sqlx::query_scalar("SELECT doc FROM removals WHERE id = $1")
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Ok(Inserted::Replayed(parse_doc(&doc)?));
+            }
+
+            sqlx::query(
+                "INSERT INTO idempotency_keys (client, key, removal_id, fingerprint, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (client, key) DO UPDATE SET removal_id = excluded.removal_id,
+                     fingerprint = excluded.fingerprint, created_at = excluded.created_at",
+            )
+            .bind(&key.client)
+            .bind(&key.key)
+            .bind(removal.id.to_string())
+            .bind(&key.fingerprint)
+            .bind(Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        sqlx::query(
+            "INSERT INTO removals (id, group_id, status, client, created_at, completed_at, doc)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(removal.id.to_string())
+        .bind(removal.group_id.as_str())
+        .bind(removal.status.as_str())
+        .bind(&removal.client)
+        .bind(stored_time(removal.created_at))
+        .bind(removal.completed_at.map(stored_time))
+        .bind(to_doc(removal)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        Ok(Inserted::Created(removal.clone()))
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<Removal>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM removals WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        doc.as_deref().map(parse_doc).transpose()
+    }
+
+    pub async fn list(&self, filter: &RemovalFilter) -> Result<Page, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT seq, doc FROM removals WHERE 1 = 1");
+        if let Some(group) = &filter.group_id {
+            query
+                .push(" AND group_id = ")
+                .push_bind(group.as_str().to_string());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(member) = &filter.member {
+            query
+                .push(
+                    " AND EXISTS (SELECT 1 FROM json_each(doc, '$.requested_members') \
+                     WHERE json_each.value = ",
+                )
+                .push_bind(member.as_str().to_string())
+                .push(")");
+        }
+        if let Some(since) = filter.since {
+            query
+                .push(" AND created_at >= ")
+                .push_bind(stored_time(since));
+        }
+        if let Some(until) = filter.until {
+            query
+                .push(" AND created_at <= ")
+                .push_bind(stored_time(until));
+        }
+        if let Some(after) = filter.after {
+            query.push(" AND seq < ").push_bind(after);
+        }
+        // One more than asked tells whether there is a next page.
+        query
+            .push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(filter.limit) + 1);
+
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let more = rows.len() > filter.limit as usize;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for row in rows.iter().take(filter.limit as usize) {
+            last_seq = Some(row.get::<i64, _>(0));
+            items.push(parse_doc(&row.get::<String, _>(1))?);
+        }
+        Ok(Page {
+            items,
+            next: if more { last_seq } else { None },
+        })
+    }
+
+    pub async fn cancel(&self, id: Uuid) -> Result<Cancelled, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT status, doc FROM removals WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Cancelled::NotFound);
+        };
+        let mut removal = parse_doc(&row.get::<String, _>(1))?;
+        if row.get::<String, _>(0) != Status::Queued.as_str() {
+            return Ok(Cancelled::NotQueued(removal));
+        }
+
+        let now = Utc::now();
+        removal.status = Status::Cancelled;
+        removal.updated_at = now;
+        removal.completed_at = Some(now);
+        sqlx::query("UPDATE removals SET status = $1, completed_at = $2, doc = $3 WHERE id = $4")
+            .bind(Status::Cancelled.as_str())
+            .bind(stored_time(now))
+            .bind(to_doc(&removal)?)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Cancelled::Cancelled(removal))
+    }
+
+    pub async fn count_with_status(&self, statuses: &[&str]) -> Result<u64, StoreError> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM removals WHERE status IN (");
+        let mut list = query.separated(", ");
+        for status in statuses {
+            list.push_bind(status.to_string());
+        }
+        query.push(")");
+        let count: i64 = query.build_query_scalar().fetch_one(&self.pool).await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    pub async fn claim_next(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let now_ms = Utc::now().timestamp_millis();
+
+        // One statement, so SQLite runs it atomically: pick the earliest
+        // unfinished removal of a group that no live lease holds, and take it.
+        let row = sqlx::query(
+            "UPDATE removals
+             SET status = 'running', claimed_by = $1, lease_until = $2
+             WHERE seq = (
+                 SELECT r.seq FROM removals r
+                 WHERE (r.status = 'queued' OR (r.status = 'running' AND r.lease_until <= $3))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM removals e
+                       WHERE e.group_id = r.group_id AND e.seq < r.seq
+                         AND e.status IN ('queued', 'running'))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM removals b
+                       WHERE b.group_id = r.group_id AND b.status = 'running'
+                         AND b.lease_until > $3)
+                 ORDER BY r.seq
+                 LIMIT 1)
+             RETURNING doc, progress",
+        )
+        .bind(worker)
+        .bind(lease_end(lease))
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut removal = parse_doc(&row.get::<String, _>(0))?;
+        removal.status = Status::Running;
+        let progress = serde_json::from_str(&row.get::<String, _>(1))
+            .map_err(|error| StoreError::Corrupt(format!("progress: {error}")))?;
+        Ok(Some(Claimed { removal, progress }))
+    }
+
+    pub async fn save_progress(
+        &self,
+        id: Uuid,
+        worker: &str,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let progress = serde_json::to_string(progress)
+            .map_err(|error| StoreError::Corrupt(format!("progress: {error}")))?;
+        sqlx::query(
+            "UPDATE removals SET progress = $1, lease_until = $2
+             WHERE id = $3 AND claimed_by = $4",
+        )
+        .bind(progress)
+        .bind(lease_end(lease))
+        .bind(id.to_string())
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn renew_lease(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE removals SET lease_until = $1 WHERE id = $2 AND claimed_by = $3")
+            .bind(lease_end(lease))
+            .bind(id.to_string())
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish(&self, removal: &Removal) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE removals SET status = $1, completed_at = $2, doc = $3,
+                 claimed_by = NULL, lease_until = NULL
+             WHERE id = $4",
+        )
+        .bind(removal.status.as_str())
+        .bind(removal.completed_at.map(stored_time))
+        .bind(to_doc(removal)?)
+        .bind(removal.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the lease at once, so the next claim takes the removal over. It
+    /// stays `running` rather than `queued`: a PATCH may already have gone
+    /// out, so it is no longer cancellable.
+    pub async fn release(&self, id: Uuid, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE removals SET claimed_by = NULL, lease_until = 0
+             WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn prune(&self, key_retention_h: u64, audit_days: u64) -> Result<u64, StoreError> {
+        let keys_before = Utc::now().timestamp_millis() - hours_ms(key_retention_h);
+        let mut pruned = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(keys_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+
+        if audit_days > 0 {
+            let days = i64::try_from(audit_days)
+                .unwrap_or(i64::MAX / 2)
+                .min(1_000_000);
+            let before = Utc::now() - chrono::Duration::days(days);
+            pruned += sqlx::query(
+                "DELETE FROM removals
+                 WHERE completed_at IS NOT NULL AND completed_at < $1
+                   AND status NOT IN ('queued', 'running')",
+            )
+            .bind(stored_time(before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(pruned)
+    }
+}
+
+fn hours_ms(hours: u64) -> i64 {
+    i64::try_from(hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX / 2)
+}
+
+fn to_doc(removal: &Removal) -> Result<String, StoreError> {
+    serde_json::to_string(removal).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn parse_doc(doc: &str) -> Result<Removal, StoreError> {
+    serde_json::from_str(doc).map_err(|error| StoreError::Corrupt(format!("removal: {error}")))
+}
+
+/// Takes our own `synchronous` parameter off the URL (sqlx does not know
+/// it): NORMAL by default, FULL to survive power loss as well.
+fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), SqliteSynchronous::Normal));
+    };
+    let mut synchronous = SqliteSynchronous::Normal;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = SqliteSynchronous::from_str(value).map_err(|_| {
+                    StoreError::Setup(format!("store.url: synchronous={value} is not known"))
+                })?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, synchronous))
+}
+
+/// Creates the database's folder and locks `<file>.lock` for this process.
+fn lock_database(path: &Path) -> Result<File, StoreError> {
+    if let Some(folder) = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(folder).map_err(|error| {
+            StoreError::Setup(format!("cannot create {}: {error}", folder.display()))
+        })?;
+    }
+
+    let mut lock_path = PathBuf::from(path);
+    lock_path.as_mut_os_string().push(".lock");
+    let file = File::create(&lock_path).map_err(|error| {
+        StoreError::Setup(format!("cannot create {}: {error}", lock_path.display()))
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Setup(format!(
+            "another process is using {}; SQLite serves one process at a time \
+             (use PostgreSQL for several replicas)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Setup(format!(
+            "cannot lock {}: {error}",
+            lock_path.display()
+        ))),
+    }
+}
