@@ -5,8 +5,8 @@
 //! tests that run several services in one process count each on its own.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -37,12 +37,14 @@ pub fn init_logging(settings: &LogSettings) {
 }
 
 /// Upstream latencies run from a few milliseconds to the request timeout.
-const UPSTREAM_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Our own answers are mostly quick; `Prefer: wait` stretches them to 60 s.
-const HTTP_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0];
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0,
+];
 
 /// Every series of the contract's metrics table.
 #[derive(Debug, Clone)]
@@ -69,23 +71,31 @@ impl Metrics {
 
         let counter = |name: &str, help: &str| {
             let counter = IntCounter::new(name, help).expect("valid metric");
-            registry.register(Box::new(counter.clone())).expect("unique metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique metric");
             counter
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(counter.clone())).expect("unique metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique metric");
             counter
         };
         let gauge = |name: &str, help: &str| {
             let gauge = IntGauge::new(name, help).expect("valid metric");
-            registry.register(Box::new(gauge.clone())).expect("unique metric");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique metric");
             gauge
         };
         let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
             let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
             let histogram = HistogramVec::new(opts, labels).expect("valid metric");
-            registry.register(Box::new(histogram.clone())).expect("unique metric");
+            registry
+                .register(Box::new(histogram.clone()))
+                .expect("unique metric");
             histogram
         };
 
@@ -159,20 +169,41 @@ impl Metrics {
         for outcome in ["delivered", "failed_attempt", "dead"] {
             metrics.webhook_deliveries.with_label_values(&[outcome]);
         }
+        for status in ["succeeded", "rejected", "failed", "planned", "cancelled"] {
+            metrics.removals.with_label_values(&[status]);
+        }
+        for rule in [
+            "protected_role",
+            "protected_member",
+            "min_members",
+            "protected_group",
+        ] {
+            metrics.constraint_violations.with_label_values(&[rule]);
+        }
+        for operation in ["token", "get_group", "patch_group", "get_user"] {
+            metrics.upstream_duration.with_label_values(&[operation]);
+        }
         metrics
     }
 
     /// One upstream call's outcome and duration.
     pub fn observe_upstream(&self, operation: &str, status: &str, seconds: f64) {
-        self.upstream_requests.with_label_values(&[operation, status]).inc();
-        self.upstream_duration.with_label_values(&[operation]).observe(seconds);
+        self.upstream_requests
+            .with_label_values(&[operation, status])
+            .inc();
+        self.upstream_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
     }
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         let encoder = TextEncoder::new();
-        if encoder.encode(&self.registry.gather(), &mut buffer).is_err() {
+        if encoder
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buffer).unwrap_or_default()

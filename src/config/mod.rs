@@ -240,7 +240,10 @@ impl Settings {
     /// A file that cannot be read or parsed, or a value of the wrong type.
     pub fn load_unvalidated(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
         let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(BUILT_IN_DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(
+                BUILT_IN_DEFAULTS,
+                config::FileFormat::Toml,
+            ))
             .add_source(config::File::with_name(DEFAULT_FILE).required(false));
 
         if let Some(path) = config_file {
@@ -277,7 +280,9 @@ impl Settings {
         let groups = std::mem::take(&mut self.constraints.groups);
         for (id, mut group) in groups {
             lower(&mut group.protected_members);
-            self.constraints.groups.insert(id.trim().to_ascii_lowercase(), group);
+            self.constraints
+                .groups
+                .insert(id.trim().to_ascii_lowercase(), group);
         }
 
         for client in &mut self.api.clients {
@@ -293,7 +298,10 @@ impl Settings {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
 
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            return invalid(format!("server.listen {:?} is not an address", self.server.listen));
+            return invalid(format!(
+                "server.listen {:?} is not an address",
+                self.server.listen
+            ));
         }
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be above 0".into());
@@ -308,18 +316,32 @@ impl Settings {
         }
         if genesys.client_secret.expose_secret().is_empty() {
             return invalid(
-                "genesys.client_secret is empty (set it or GENESYSCLOUD_OAUTHCLIENT_SECRET)"
-                    .into(),
+                "genesys.client_secret is empty (set it or GENESYSCLOUD_OAUTHCLIENT_SECRET)".into(),
             );
         }
         let positive = [
             ("genesys.request_timeout_ms", genesys.request_timeout_ms),
-            ("genesys.max_requests_per_minute", u64::from(genesys.max_requests_per_minute)),
+            (
+                "genesys.max_requests_per_minute",
+                u64::from(genesys.max_requests_per_minute),
+            ),
             ("genesys.max_burst", u64::from(genesys.max_burst)),
-            ("genesys.max_concurrent_requests", genesys.max_concurrent_requests as u64),
-            ("genesys.max_operations_per_patch", genesys.max_operations_per_patch as u64),
-            ("genesys.retry.max_attempts", u64::from(genesys.retry.max_attempts)),
-            ("worker.max_concurrent_groups", self.worker.max_concurrent_groups as u64),
+            (
+                "genesys.max_concurrent_requests",
+                genesys.max_concurrent_requests as u64,
+            ),
+            (
+                "genesys.max_operations_per_patch",
+                genesys.max_operations_per_patch as u64,
+            ),
+            (
+                "genesys.retry.max_attempts",
+                u64::from(genesys.retry.max_attempts),
+            ),
+            (
+                "worker.max_concurrent_groups",
+                self.worker.max_concurrent_groups as u64,
+            ),
             ("worker.max_queued", self.worker.max_queued),
             ("worker.lease_s", self.worker.lease_s),
             (
@@ -342,9 +364,8 @@ impl Settings {
 
     fn validate_store(&self) -> Result<(), ConfigError> {
         let url = self.store.url.expose_secret();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:"))
-            && !url.starts_with("postgresql:")
-        {
+        let known = ["sqlite:", "postgres:", "postgresql:"];
+        if !known.iter().any(|scheme| url.starts_with(scheme)) {
             return Err(ConfigError::Invalid(
                 "store.url must start with sqlite: or postgres:".into(),
             ));
@@ -358,8 +379,18 @@ impl Settings {
             .protected_members
             .iter()
             .map(|id| ("constraints.protected_members", id.as_str()))
-            .chain(constraints.protected_groups.iter().map(|id| ("constraints.protected_groups", id.as_str())))
-            .chain(constraints.groups.keys().map(|id| ("constraints.groups", id.as_str())))
+            .chain(
+                constraints
+                    .protected_groups
+                    .iter()
+                    .map(|id| ("constraints.protected_groups", id.as_str())),
+            )
+            .chain(
+                constraints
+                    .groups
+                    .keys()
+                    .map(|id| ("constraints.groups", id.as_str())),
+            )
             .chain(constraints.groups.values().flat_map(|group| {
                 group
                     .protected_members
@@ -368,7 +399,9 @@ impl Settings {
             }));
         for (name, id) in ids {
             if !is_uuid(id) {
-                return Err(ConfigError::Invalid(format!("{name}: {id:?} is not a UUID")));
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: {id:?} is not a UUID"
+                )));
             }
         }
 
@@ -410,7 +443,9 @@ impl Settings {
             }
         }
         if webhook.timeout_ms == 0 {
-            return Err(ConfigError::Invalid("webhook.timeout_ms must be above 0".into()));
+            return Err(ConfigError::Invalid(
+                "webhook.timeout_ms must be above 0".into(),
+            ));
         }
         Ok(())
     }
@@ -499,7 +534,11 @@ impl Settings {
     /// The effective settings as JSON, with every secret replaced.
     pub fn redacted(&self) -> serde_json::Value {
         let redact = |secret: &SecretString| {
-            if secret.expose_secret().is_empty() { "" } else { "[redacted]" }
+            if secret.expose_secret().is_empty() {
+                ""
+            } else {
+                "[redacted]"
+            }
         };
         let genesys = &self.genesys;
         let constraints = &self.constraints;
@@ -594,7 +633,9 @@ pub fn webhook_key(secret: &SecretString) -> Option<Vec<u8>> {
     use base64::Engine as _;
 
     let encoded = secret.expose_secret().strip_prefix("whsec_")?;
-    let key = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
     (!key.is_empty()).then_some(key)
 }
 
@@ -729,7 +770,10 @@ mod tests {
         let settings = loaded(
             "[constraints]\nprotected_members = [\"0A7E4A10-5C1D-4E2F-8B3A-9C8D7E6F5A01\"]\n",
         );
-        assert_eq!(settings.constraints.protected_members[0], "0a7e4a10-5c1d-4e2f-8b3a-9c8d7e6f5a01");
+        assert_eq!(
+            settings.constraints.protected_members[0],
+            "0a7e4a10-5c1d-4e2f-8b3a-9c8d7e6f5a01"
+        );
         settings.validate().unwrap();
     }
 }

@@ -17,8 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::plan::{self, KnownRoles, Plan, Verdict};
 use super::{
-    Blocked, Failure, FailureCode, GroupId, MemberId, Outcome, Removal, RuleBook, Status,
-    Violation,
+    Blocked, Failure, FailureCode, GroupId, MemberId, Outcome, Removal, RuleBook, Status, Violation,
 };
 
 /// A group as read at one version.
@@ -101,6 +100,7 @@ pub trait Journal: Send + Sync {
 /// What a removal has done so far; saved before each PATCH and after each
 /// answer, and handed back to the engine when a removal resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Progress {
     pub removed: Vec<MemberId>,
     /// The PATCH sent last, until a read shows what became of it.
@@ -123,7 +123,10 @@ impl Progress {
             return false;
         };
         let still = Plan::still_present(&intent.members, &group.members);
-        let gone = intent.members.iter().filter(|member| !still.contains(member));
+        let gone = intent
+            .members
+            .iter()
+            .filter(|member| !still.contains(member));
         self.removed.extend(gone.cloned());
         true
     }
@@ -149,7 +152,11 @@ enum Next {
 
 impl<D: Directory> Engine<D> {
     pub fn new(directory: D, rules: RuleBook, settings: EngineSettings) -> Engine<D> {
-        Engine { directory, rules, settings }
+        Engine {
+            directory,
+            rules,
+            settings,
+        }
     }
 
     pub fn rules(&self) -> &RuleBook {
@@ -175,13 +182,18 @@ impl<D: Directory> Engine<D> {
                 rule: super::Rule::ProtectedGroup,
                 detail: "the group is listed in protected_groups".into(),
             };
-            let plan = Plan { violations: vec![violation], ..Plan::default() };
+            let plan = Plan {
+                violations: vec![violation],
+                ..Plan::default()
+            };
             return Ok(finish(Status::Rejected, &plan, progress, None));
         }
 
         let mut roles = KnownRoles::new();
         loop {
-            let next = self.cycle(removal, &rules, &mut roles, &mut progress, journal).await?;
+            let next = self
+                .cycle(removal, &rules, &mut roles, &mut progress, journal)
+                .await?;
             if let Next::Finish(outcome) = next {
                 return Ok(outcome);
             }
@@ -220,13 +232,23 @@ impl<D: Directory> Engine<D> {
                 break plan;
             }
             if let Err(failure) = self.look_up_roles(&plan.needs_roles, roles).await {
-                return Ok(Next::Finish(finish(Status::Failed, &plan, progress.clone(), Some(failure))));
+                return Ok(Next::Finish(finish(
+                    Status::Failed,
+                    &plan,
+                    progress.clone(),
+                    Some(failure),
+                )));
             }
         };
 
         match plan.verdict(removal.mode, progress.removed.len()) {
             Verdict::Reject if progress.removed.is_empty() => {
-                return Ok(Next::Finish(finish(Status::Rejected, &plan, progress.clone(), None)));
+                return Ok(Next::Finish(finish(
+                    Status::Rejected,
+                    &plan,
+                    progress.clone(),
+                    None,
+                )));
             }
             Verdict::Reject => {
                 // Only a removal split over several PATCHes gets here: a rule
@@ -235,10 +257,19 @@ impl<D: Directory> Engine<D> {
                     code: FailureCode::NotApplied,
                     detail: "a rule stopped the rest after part was removed".into(),
                 };
-                return Ok(Next::Finish(finish(Status::Failed, &plan, progress.clone(), Some(failure))));
+                return Ok(Next::Finish(finish(
+                    Status::Failed,
+                    &plan,
+                    progress.clone(),
+                    Some(failure),
+                )));
             }
             Verdict::Done => {
-                let status = if removal.dry_run { Status::Planned } else { Status::Succeeded };
+                let status = if removal.dry_run {
+                    Status::Planned
+                } else {
+                    Status::Succeeded
+                };
                 let mut outcome = finish(status, &plan, progress.clone(), None);
                 if removal.dry_run {
                     outcome.would_remove = Some(Vec::new());
@@ -254,14 +285,23 @@ impl<D: Directory> Engine<D> {
         }
 
         // Record what the PATCH will carry before sending it.
-        let batch_len = plan.to_remove.len().min(self.settings.max_operations_per_patch);
+        let batch_len = plan
+            .to_remove
+            .len()
+            .min(self.settings.max_operations_per_patch);
         let batch = plan.to_remove[..batch_len].to_vec();
-        progress.intent = Some(PatchIntent { members: batch.clone(), version: group.version.clone() });
+        progress.intent = Some(PatchIntent {
+            members: batch.clone(),
+            version: group.version.clone(),
+        });
         progress.attempts += 1;
         journal.save_progress(progress).await?;
         debug!(members = batch.len(), version = %group.version, "patching group");
 
-        let answer = self.directory.remove_members(group_id, &group.version, &batch).await;
+        let answer = self
+            .directory
+            .remove_members(group_id, &group.version, &batch)
+            .await;
         let after = match answer {
             Ok(super::PatchAnswer::Group(after)) => after,
             Ok(super::PatchAnswer::Accepted) => match self.directory.read_group(group_id).await {
@@ -284,7 +324,9 @@ impl<D: Directory> Engine<D> {
             Err(error) => {
                 warn!(%error, "patch failed");
                 let failure = failure_of(&error);
-                return Ok(Next::Finish(self.settled_failure(group_id, progress, failure).await));
+                return Ok(Next::Finish(
+                    self.settled_failure(group_id, progress, failure).await,
+                ));
             }
         };
 
@@ -300,11 +342,21 @@ impl<D: Directory> Engine<D> {
                     still.len()
                 ),
             };
-            return Ok(Next::Finish(finish(Status::Failed, &plan, progress.clone(), Some(failure))));
+            return Ok(Next::Finish(finish(
+                Status::Failed,
+                &plan,
+                progress.clone(),
+                Some(failure),
+            )));
         }
 
         if batch_len == plan.to_remove.len() {
-            return Ok(Next::Finish(finish(Status::Succeeded, &plan, progress.clone(), None)));
+            return Ok(Next::Finish(finish(
+                Status::Succeeded,
+                &plan,
+                progress.clone(),
+                None,
+            )));
         }
         Ok(Next::Cycle)
     }
@@ -354,7 +406,12 @@ impl<D: Directory> Engine<D> {
                 Err(error) => warn!(%error, "could not read the group to settle the last patch"),
             }
         }
-        finish(Status::Failed, &Plan::default(), progress.clone(), Some(failure))
+        finish(
+            Status::Failed,
+            &Plan::default(),
+            progress.clone(),
+            Some(failure),
+        )
     }
 }
 
@@ -366,11 +423,19 @@ fn failure_of(error: &DirectoryError) -> Failure {
         DirectoryError::Conflict(_) => FailureCode::ConflictRetriesExhausted,
         DirectoryError::Rejected(_) => FailureCode::NotApplied,
     };
-    Failure { code, detail: error.to_string() }
+    Failure {
+        code,
+        detail: error.to_string(),
+    }
 }
 
 fn failed(progress: Progress, error: &DirectoryError) -> Outcome {
-    finish(Status::Failed, &Plan::default(), progress, Some(failure_of(error)))
+    finish(
+        Status::Failed,
+        &Plan::default(),
+        progress,
+        Some(failure_of(error)),
+    )
 }
 
 fn finish(status: Status, plan: &Plan, progress: Progress, error: Option<Failure>) -> Outcome {

@@ -48,8 +48,11 @@ pub fn plan(
     roles: &KnownRoles,
     mode: Mode,
 ) -> Plan {
-    let kinds: HashMap<&MemberId, MemberKind> =
-        group.members.iter().map(|member| (&member.id, member.kind)).collect();
+    let kinds: HashMap<&MemberId, MemberKind> = group
+        .members
+        .iter()
+        .map(|member| (&member.id, member.kind))
+        .collect();
     let mut plan = Plan::default();
 
     // Step 1: members that are absent or protected by id need no look-up.
@@ -75,7 +78,8 @@ pub fn plan(
     if mode == Mode::AllOrNothing {
         let blocked_by_id = !plan.blocked.is_empty();
         if present.len() > allowance {
-            plan.violations.push(min_members_violation(count, present.len(), rules));
+            plan.violations
+                .push(min_members_violation(count, present.len(), rules));
         }
         if blocked_by_id || !plan.violations.is_empty() {
             return plan;
@@ -115,7 +119,8 @@ pub fn plan(
     }
 
     if !plan.needs_roles.is_empty() {
-        plan.blocked.retain(|blocked| blocked.rule != Rule::MinMembers);
+        plan.blocked
+            .retain(|blocked| blocked.rule != Rule::MinMembers);
         return plan;
     }
 
@@ -123,7 +128,8 @@ pub fn plan(
     if mode == Mode::AllOrNothing && !plan.blocked.is_empty() {
         return plan;
     }
-    plan.blocked.sort_by_key(|blocked| position(requested, &blocked.member));
+    plan.blocked
+        .sort_by_key(|blocked| position(requested, &blocked.member));
     plan.to_remove = accepted;
     plan
 }
@@ -155,7 +161,10 @@ impl Plan {
         group_after: &[GroupMember],
     ) -> Vec<&'a MemberId> {
         let present: HashSet<&MemberId> = group_after.iter().map(|member| &member.id).collect();
-        members.iter().filter(|member| present.contains(member)).collect()
+        members
+            .iter()
+            .filter(|member| present.contains(member))
+            .collect()
     }
 }
 
@@ -174,12 +183,18 @@ fn kept_back(member: &MemberId, rules: &GroupRules) -> Blocked {
     Blocked {
         member: member.clone(),
         rule: Rule::MinMembers,
-        detail: format!("kept to leave the group at least {} members", rules.min_members),
+        detail: format!(
+            "kept to leave the group at least {} members",
+            rules.min_members
+        ),
     }
 }
 
 fn position(requested: &[MemberId], member: &MemberId) -> usize {
-    requested.iter().position(|m| m == member).unwrap_or(usize::MAX)
+    requested
+        .iter()
+        .position(|m| m == member)
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -198,7 +213,10 @@ mod tests {
             .map(|n| member(n, MemberKind::User))
             .chain(nested.iter().map(|n| member(n, MemberKind::Group)))
             .collect();
-        GroupSnapshot { version: "\"1\"".into(), members }
+        GroupSnapshot {
+            version: "\"1\"".into(),
+            members,
+        }
     }
 
     fn ids(ns: &[u8]) -> Vec<MemberId> {
@@ -210,12 +228,21 @@ mod tests {
     }
 
     fn blocked_rules(plan: &Plan) -> Vec<(MemberId, Rule)> {
-        plan.blocked.iter().map(|b| (b.member.clone(), b.rule)).collect()
+        plan.blocked
+            .iter()
+            .map(|b| (b.member.clone(), b.rule))
+            .collect()
     }
 
     #[test]
     fn members_in_the_group_are_removed_and_absent_ones_reported() {
-        let plan = plan(&ids(&[1, 9]), &group(&[1, 2, 3], &[]), &rules(1), &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1, 9]),
+            &group(&[1, 2, 3], &[]),
+            &rules(1),
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert_eq!(plan.to_remove, ids(&[1]));
         assert_eq!(plan.not_members, ids(&[9]));
@@ -224,7 +251,13 @@ mod tests {
 
     #[test]
     fn a_request_of_only_absent_members_is_done_without_removing() {
-        let plan = plan(&ids(&[8, 9]), &group(&[1, 2], &[]), &rules(1), &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[8, 9]),
+            &group(&[1, 2], &[]),
+            &rules(1),
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert!(plan.to_remove.is_empty());
         assert_eq!(plan.not_members, ids(&[8, 9]));
@@ -234,18 +267,33 @@ mod tests {
     #[test]
     fn a_protected_member_stops_an_all_or_nothing_removal() {
         let rules = GroupRules::for_test(1, &[id(2).as_str()], &["Master Admin"]);
-        let plan = plan(&ids(&[1, 2]), &group(&[1, 2, 3], &[]), &rules, &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1, 2]),
+            &group(&[1, 2, 3], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert!(plan.to_remove.is_empty());
         assert_eq!(blocked_rules(&plan), vec![(id(2), Rule::ProtectedMember)]);
-        assert!(plan.needs_roles.is_empty(), "no role look-up for a removal already stopped");
+        assert!(
+            plan.needs_roles.is_empty(),
+            "no role look-up for a removal already stopped"
+        );
         assert_eq!(plan.verdict(Mode::AllOrNothing, 0), Verdict::Reject);
     }
 
     #[test]
     fn best_effort_removes_around_a_protected_member() {
         let rules = GroupRules::for_test(1, &[id(2).as_str()], &[]);
-        let plan = plan(&ids(&[1, 2]), &group(&[1, 2, 3], &[]), &rules, &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[1, 2]),
+            &group(&[1, 2, 3], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert_eq!(plan.to_remove, ids(&[1]));
         assert_eq!(blocked_rules(&plan), vec![(id(2), Rule::ProtectedMember)]);
@@ -255,7 +303,13 @@ mod tests {
     #[test]
     fn roles_are_asked_for_before_a_member_is_removed() {
         let rules = GroupRules::for_test(1, &[], &["Master Admin"]);
-        let plan = plan(&ids(&[1, 2]), &group(&[1, 2, 3], &[]), &rules, &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1, 2]),
+            &group(&[1, 2, 3], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert!(plan.to_remove.is_empty());
         assert_eq!(plan.needs_roles, ids(&[1, 2]));
@@ -283,7 +337,13 @@ mod tests {
     #[test]
     fn nested_groups_are_never_role_checked() {
         let rules = GroupRules::for_test(1, &[], &["Master Admin"]);
-        let plan = plan(&ids(&[7]), &group(&[1, 2], &[7]), &rules, &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[7]),
+            &group(&[1, 2], &[7]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert!(plan.needs_roles.is_empty());
         assert_eq!(plan.to_remove, ids(&[7]));
@@ -291,7 +351,13 @@ mod tests {
 
     #[test]
     fn all_or_nothing_refuses_to_go_below_the_minimum() {
-        let plan = plan(&ids(&[1, 2, 3]), &group(&[1, 2, 3, 4], &[]), &rules(2), &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1, 2, 3]),
+            &group(&[1, 2, 3, 4], &[]),
+            &rules(2),
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert!(plan.to_remove.is_empty());
         assert_eq!(plan.violations.len(), 1);
@@ -301,14 +367,26 @@ mod tests {
 
     #[test]
     fn nested_groups_count_toward_the_minimum() {
-        let plan = plan(&ids(&[1]), &group(&[1], &[7]), &rules(1), &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1]),
+            &group(&[1], &[7]),
+            &rules(1),
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert_eq!(plan.to_remove, ids(&[1]));
     }
 
     #[test]
     fn best_effort_keeps_back_the_later_members_to_respect_the_minimum() {
-        let plan = plan(&ids(&[3, 1, 2]), &group(&[1, 2, 3, 4], &[]), &rules(2), &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[3, 1, 2]),
+            &group(&[1, 2, 3, 4], &[]),
+            &rules(2),
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert_eq!(plan.to_remove, ids(&[3, 1]));
         assert_eq!(blocked_rules(&plan), vec![(id(2), Rule::MinMembers)]);
@@ -318,7 +396,13 @@ mod tests {
     #[test]
     fn best_effort_asks_only_for_the_roles_of_members_it_could_remove() {
         let rules = GroupRules::for_test(2, &[], &["Master Admin"]);
-        let plan = plan(&ids(&[1, 2, 3]), &group(&[1, 2, 3, 4], &[]), &rules, &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[1, 2, 3]),
+            &group(&[1, 2, 3, 4], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert_eq!(plan.needs_roles, ids(&[1, 2]));
         assert!(plan.to_remove.is_empty());
@@ -327,7 +411,13 @@ mod tests {
     #[test]
     fn best_effort_that_can_remove_nobody_is_rejected() {
         let rules = GroupRules::for_test(2, &[id(1).as_str()], &[]);
-        let plan = plan(&ids(&[1, 2]), &group(&[1, 2], &[]), &rules, &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[1, 2]),
+            &group(&[1, 2], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert!(plan.to_remove.is_empty());
         assert_eq!(
@@ -340,7 +430,13 @@ mod tests {
     #[test]
     fn best_effort_with_blocked_and_absent_members_succeeds() {
         let rules = GroupRules::for_test(1, &[id(1).as_str()], &[]);
-        let plan = plan(&ids(&[1, 9]), &group(&[1, 2], &[]), &rules, &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[1, 9]),
+            &group(&[1, 2], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert_eq!(plan.verdict(Mode::BestEffort, 0), Verdict::Done);
     }
@@ -348,7 +444,13 @@ mod tests {
     #[test]
     fn members_removed_by_an_earlier_cycle_make_a_best_effort_removal_a_success() {
         let rules = GroupRules::for_test(1, &[id(2).as_str()], &[]);
-        let plan = plan(&ids(&[2]), &group(&[2, 3], &[]), &rules, &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[2]),
+            &group(&[2, 3], &[]),
+            &rules,
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert_eq!(plan.verdict(Mode::BestEffort, 0), Verdict::Reject);
         assert_eq!(plan.verdict(Mode::BestEffort, 1), Verdict::Done);
@@ -356,7 +458,13 @@ mod tests {
 
     #[test]
     fn the_planner_never_proposes_an_unrequested_or_absent_member() {
-        let plan = plan(&ids(&[1, 5]), &group(&[1, 2, 3, 4], &[]), &rules(0), &KnownRoles::new(), Mode::BestEffort);
+        let plan = plan(
+            &ids(&[1, 5]),
+            &group(&[1, 2, 3, 4], &[]),
+            &rules(0),
+            &KnownRoles::new(),
+            Mode::BestEffort,
+        );
 
         assert_eq!(plan.to_remove, ids(&[1]));
         assert_eq!(plan.not_members, ids(&[5]));
@@ -364,7 +472,13 @@ mod tests {
 
     #[test]
     fn a_member_requested_twice_is_planned_once() {
-        let plan = plan(&ids(&[1, 1, 9, 9]), &group(&[1, 2], &[]), &rules(1), &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1, 1, 9, 9]),
+            &group(&[1, 2], &[]),
+            &rules(1),
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert_eq!(plan.to_remove, ids(&[1]));
         assert_eq!(plan.not_members, ids(&[9]));
@@ -372,7 +486,13 @@ mod tests {
 
     #[test]
     fn a_minimum_of_zero_lets_the_group_be_emptied() {
-        let plan = plan(&ids(&[1, 2]), &group(&[1, 2], &[]), &rules(0), &KnownRoles::new(), Mode::AllOrNothing);
+        let plan = plan(
+            &ids(&[1, 2]),
+            &group(&[1, 2], &[]),
+            &rules(0),
+            &KnownRoles::new(),
+            Mode::AllOrNothing,
+        );
 
         assert_eq!(plan.to_remove, ids(&[1, 2]));
     }

@@ -70,10 +70,15 @@ impl RuleBook {
 
         if let Some(entry) = self.overrides.get(group.as_str()) {
             rules.min_members = entry.min_members.unwrap_or(rules.min_members);
-            rules.max_removals_per_request =
-                entry.max_removals_per_request.unwrap_or(rules.max_removals_per_request);
-            rules.protected_members.extend(lower_all(&entry.protected_members));
-            rules.protected_roles.extend(lower_all(&entry.protected_roles));
+            rules.max_removals_per_request = entry
+                .max_removals_per_request
+                .unwrap_or(rules.max_removals_per_request);
+            rules
+                .protected_members
+                .extend(lower_all(&entry.protected_members));
+            rules
+                .protected_roles
+                .extend(lower_all(&entry.protected_roles));
         }
         rules
     }
@@ -114,7 +119,10 @@ impl GroupRules {
 }
 
 fn lower_all(values: &[String]) -> HashSet<String> {
-    values.iter().map(|value| value.trim().to_lowercase()).collect()
+    values
+        .iter()
+        .map(|value| value.trim().to_lowercase())
+        .collect()
 }
 
 #[cfg(test)]

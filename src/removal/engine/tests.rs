@@ -67,7 +67,10 @@ impl FakeDirectory {
             members: state
                 .members
                 .iter()
-                .map(|member| GroupMember { id: member.clone(), kind: MemberKind::User })
+                .map(|member| GroupMember {
+                    id: member.clone(),
+                    kind: MemberKind::User,
+                })
                 .collect(),
         }
     }
@@ -86,7 +89,11 @@ impl Directory for FakeDirectory {
         if state.role_lookup_fails {
             return Err(DirectoryError::Unavailable("503".into()));
         }
-        let held = state.roles.iter().find(|(m, _)| m == member).map(|(_, r)| r.clone());
+        let held = state
+            .roles
+            .iter()
+            .find(|(m, _)| m == member)
+            .map(|(_, r)| r.clone());
         Ok(held.unwrap_or_default())
     }
 
@@ -144,7 +151,10 @@ fn constraints(min_members: usize) -> ConstraintSettings {
 }
 
 fn engine(directory: &FakeDirectory, constraints: ConstraintSettings) -> Engine<FakeDirectory> {
-    let settings = EngineSettings { max_conflict_retries: 3, max_operations_per_patch: 100 };
+    let settings = EngineSettings {
+        max_conflict_retries: 3,
+        max_operations_per_patch: 100,
+    };
     Engine::new(directory.clone(), RuleBook::new(&constraints), settings)
 }
 
@@ -171,7 +181,11 @@ async fn removes_the_members_in_one_patch_guarded_by_the_version_read() {
     let journal = Recorder::default();
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1, 2, 9], Mode::AllOrNothing, false), Progress::default(), &journal)
+        .run(
+            &removal(&[1, 2, 9], Mode::AllOrNothing, false),
+            Progress::default(),
+            &journal,
+        )
         .await
         .unwrap();
 
@@ -191,12 +205,19 @@ async fn the_intent_is_recorded_before_the_patch_goes_out() {
     let journal = Recorder::default();
 
     engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &journal)
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &journal,
+        )
         .await
         .unwrap();
 
     let saved = journal.0.lock().unwrap();
-    let intent = saved[0].intent.as_ref().expect("first save carries the intent");
+    let intent = saved[0]
+        .intent
+        .as_ref()
+        .expect("first save carries the intent");
     assert_eq!(intent.members, ids(&[1]));
     assert_eq!(intent.version, "\"1\"");
     assert_eq!(saved.last().unwrap().removed, ids(&[1]));
@@ -207,10 +228,17 @@ async fn a_conflict_reads_again_and_checks_the_rules_against_the_fresh_members()
     // Another administrator removes member 3 between our read and our PATCH:
     // removing 1 and 2 as well would now leave one member, below the minimum.
     let directory = FakeDirectory::with_members(&[1, 2, 3, 4]);
-    directory.state().faults.push_back(Fault::OtherAdminRemoves(3));
+    directory
+        .state()
+        .faults
+        .push_back(Fault::OtherAdminRemoves(3));
 
     let outcome = engine(&directory, constraints(2))
-        .run(&removal(&[1, 2], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1, 2], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -227,28 +255,47 @@ async fn a_conflict_is_retried_with_the_new_version() {
     directory.state().faults.push_back(Fault::Conflict);
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
     assert_eq!(outcome.status, Status::Succeeded);
     assert_eq!((outcome.attempts, outcome.conflicts), (2, 1));
-    let versions: Vec<String> = directory.state().patches.iter().map(|p| p.0.clone()).collect();
+    let versions: Vec<String> = directory
+        .state()
+        .patches
+        .iter()
+        .map(|p| p.0.clone())
+        .collect();
     assert_eq!(versions, vec!["\"1\"", "\"2\""]);
 }
 
 #[tokio::test]
 async fn conflicts_beyond_the_retry_limit_fail_the_removal() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
-    directory.state().faults.extend(std::iter::repeat_n(Fault::Conflict, 10));
+    directory
+        .state()
+        .faults
+        .extend(std::iter::repeat_n(Fault::Conflict, 10));
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
     assert_eq!(outcome.status, Status::Failed);
-    assert_eq!(outcome.error.unwrap().code, FailureCode::ConflictRetriesExhausted);
+    assert_eq!(
+        outcome.error.unwrap().code,
+        FailureCode::ConflictRetriesExhausted
+    );
     assert_eq!((outcome.attempts, outcome.conflicts), (4, 4));
     assert!(outcome.removed.is_empty());
 }
@@ -259,7 +306,11 @@ async fn an_answer_without_the_group_is_verified_by_reading_again() {
     directory.state().faults.push_back(Fault::AnswerWithoutBody);
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -274,7 +325,11 @@ async fn a_success_that_left_the_member_in_place_is_not_applied() {
     directory.state().faults.push_back(Fault::LieAboutSuccess);
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -289,13 +344,24 @@ async fn a_lost_answer_is_settled_by_reading_the_group() {
     directory.state().faults.push_back(Fault::ApplyThenFail);
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
     assert_eq!(outcome.status, Status::Failed);
-    assert_eq!(outcome.error.unwrap().code, FailureCode::UpstreamUnavailable);
-    assert_eq!(outcome.removed, ids(&[1]), "the read shows the PATCH went through");
+    assert_eq!(
+        outcome.error.unwrap().code,
+        FailureCode::UpstreamUnavailable
+    );
+    assert_eq!(
+        outcome.removed,
+        ids(&[1]),
+        "the read shows the PATCH went through"
+    );
 }
 
 #[tokio::test]
@@ -305,13 +371,20 @@ async fn a_resumed_removal_reports_members_its_last_patch_removed() {
     let directory = FakeDirectory::with_members(&[2, 3]);
     let progress = Progress {
         removed: Vec::new(),
-        intent: Some(PatchIntent { members: ids(&[1]), version: "\"1\"".into() }),
+        intent: Some(PatchIntent {
+            members: ids(&[1]),
+            version: "\"1\"".into(),
+        }),
         attempts: 1,
         conflicts: 0,
     };
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1], Mode::AllOrNothing, false), progress, &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            progress,
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -328,7 +401,11 @@ async fn a_protected_group_is_rejected_without_asking_genesys() {
     constraints.protected_groups = vec![group_id().to_string()];
 
     let outcome = engine(&directory, constraints)
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -345,7 +422,11 @@ async fn a_failed_role_look_up_fails_the_removal_rather_than_assuming_no_roles()
     constraints.protected_roles = vec!["Master Admin".into()];
 
     let outcome = engine(&directory, constraints)
-        .run(&removal(&[1], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -362,7 +443,11 @@ async fn a_member_holding_a_protected_role_is_kept() {
     constraints.protected_roles = vec!["Master Admin".into()];
 
     let outcome = engine(&directory, constraints)
-        .run(&removal(&[1, 2], Mode::BestEffort, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1, 2], Mode::BestEffort, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -377,7 +462,11 @@ async fn a_dry_run_plans_and_changes_nothing() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
 
     let outcome = engine(&directory, constraints(1))
-        .run(&removal(&[1, 9], Mode::AllOrNothing, true), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1, 9], Mode::AllOrNothing, true),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
@@ -390,16 +479,28 @@ async fn a_dry_run_plans_and_changes_nothing() {
 #[tokio::test]
 async fn large_removals_are_split_and_each_part_checked_again() {
     let directory = FakeDirectory::with_members(&[1, 2, 3, 4, 5]);
-    let settings = EngineSettings { max_conflict_retries: 3, max_operations_per_patch: 2 };
+    let settings = EngineSettings {
+        max_conflict_retries: 3,
+        max_operations_per_patch: 2,
+    };
     let engine = Engine::new(directory.clone(), RuleBook::new(&constraints(1)), settings);
 
     let outcome = engine
-        .run(&removal(&[1, 2, 3], Mode::AllOrNothing, false), Progress::default(), &Recorder::default())
+        .run(
+            &removal(&[1, 2, 3], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
         .await
         .unwrap();
 
     assert_eq!(outcome.status, Status::Succeeded);
     assert_eq!(outcome.removed, ids(&[1, 2, 3]));
-    let batches: Vec<usize> = directory.state().patches.iter().map(|p| p.1.len()).collect();
+    let batches: Vec<usize> = directory
+        .state()
+        .patches
+        .iter()
+        .map(|p| p.1.len())
+        .collect();
     assert_eq!(batches, vec![2, 1]);
 }

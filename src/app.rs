@@ -1,0 +1,199 @@
+//! The composition root: builds the service once, runs the HTTP API and the
+//! worker side by side, and stops them in order on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Settings;
+use crate::service::RemovalService;
+use crate::worker::Worker;
+
+/// A service running in the background, as tests and the sandbox use it.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub service: Arc<RemovalService>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningApp {
+    /// Starts the service on `settings.server.listen` (port 0 picks one).
+    ///
+    /// # Errors
+    /// A store that cannot be opened, an address that cannot be bound.
+    pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
+        let listener = TcpListener::bind(settings.listen_addr())
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let addr = listener.local_addr()?;
+        let service = RemovalService::build(settings).await?;
+        let shutdown = CancellationToken::new();
+
+        let handle = tokio::spawn(run(listener, service.clone(), shutdown.clone()));
+        info!(%addr, "scim-removals listening");
+        Ok(RunningApp {
+            addr,
+            service,
+            shutdown,
+            handle,
+        })
+    }
+
+    /// Asks the service to stop, as SIGTERM does, and waits until it has.
+    ///
+    /// # Errors
+    /// Whatever stopped the server abnormally.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.handle.await.context("the service task panicked")?
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then stops.
+    ///
+    /// # Errors
+    /// Whatever stopped the server abnormally.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = shutdown_signal() => info!("shutdown requested"),
+            _ = self.shutdown.cancelled() => {}
+        }
+        self.stop().await
+    }
+}
+
+/// Serves until `shutdown`, then: new requests get 503 while in-flight
+/// removals get the grace period to finish (the rest are handed back), and
+/// only then does the listener close.
+async fn run(
+    listener: TcpListener,
+    service: Arc<RemovalService>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(service.settings.server.shutdown_grace_s);
+    let worker_stop = CancellationToken::new();
+    let worker = tokio::spawn(Worker::new(service.clone()).run(worker_stop.clone(), grace));
+
+    let stopping = {
+        let service = service.clone();
+        async move {
+            shutdown.cancelled().await;
+            service.begin_shutdown();
+            worker_stop.cancel();
+            // Keep answering (503, Retry-After) while the worker drains, so
+            // load balancers see a clear answer rather than refused
+            // connections.
+            let _ = worker.await;
+        }
+    };
+
+    let app = crate::http::router(service);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await?;
+    info!("scim-removals stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+/// Settings for `scim-removals sandbox`: the service wired to the simulated
+/// org at `genesys`, on a store of its own, with rules that show off the demo
+/// data, and one API client whose token is `token`.
+pub fn sandbox_settings(mut settings: Settings, genesys: SocketAddr, token: &str) -> Settings {
+    use crate::sandbox;
+
+    let url = format!("http://{genesys}");
+    settings.genesys.api_base_url = url.clone();
+    settings.genesys.login_base_url = url;
+    settings.genesys.client_id = sandbox::DEMO_CLIENT_ID.into();
+    settings.genesys.client_secret = sandbox::DEMO_CLIENT_SECRET.to_string().into();
+
+    // Keep the demo off the real service's database unless told otherwise.
+    use secrecy::ExposeSecret;
+    if settings.store.url.expose_secret() == "sqlite://data/scim-removals.db" {
+        settings.store.url = "sqlite://data/sandbox.db".to_string().into();
+    }
+
+    let constraints = &mut settings.constraints;
+    if constraints.protected_roles.is_empty() {
+        constraints
+            .protected_roles
+            .push(sandbox::DEMO_PROTECTED_ROLE.into());
+    }
+    if constraints.protected_members.is_empty() {
+        constraints
+            .protected_members
+            .push(sandbox::DEMO_USER_BREAK_GLASS.into());
+    }
+    if constraints.protected_groups.is_empty() {
+        constraints
+            .protected_groups
+            .push(sandbox::DEMO_GROUP_ORG_ADMINS.into());
+    }
+
+    settings.api.clients.push(crate::config::ApiClientSettings {
+        name: "sandbox".into(),
+        token_sha256: crate::http::token_sha256(token),
+        scopes: crate::config::SCOPES
+            .iter()
+            .map(|scope| scope.to_string())
+            .collect(),
+    });
+    settings
+}
+
+/// Example requests that work as printed against a sandbox at `service`.
+pub fn sandbox_curl_lines(service: SocketAddr, token: &str) -> String {
+    use crate::sandbox::{
+        DEMO_GROUP_ORG_ADMINS, DEMO_GROUP_SUPPORT, DEMO_USER_ADA, DEMO_USER_EDSGER,
+    };
+
+    let base = format!("http://{service}");
+    let auth = format!("-H 'Authorization: Bearer {token}'");
+    let json = "-H 'Content-Type: application/json'";
+    format!(
+        "\
+# Remove ada.lovelace from \"Support Tier 1\" and wait for the result:
+curl -s -X POST {base}/groups/{DEMO_GROUP_SUPPORT}/removals {auth} {json} \\
+  -H 'Prefer: wait=10' -d '{{\"members\": [\"{DEMO_USER_ADA}\"], \"reason\": \"demo\"}}'
+
+# edsger.dijkstra holds the protected role \"Master Admin\": rejected, rule named:
+curl -s -X POST {base}/groups/{DEMO_GROUP_SUPPORT}/removals {auth} {json} \\
+  -H 'Prefer: wait=10' -d '{{\"members\": [\"{DEMO_USER_EDSGER}\"]}}'
+
+# A dry run against the protected group \"Org Admins\":
+curl -s -X POST {base}/groups/{DEMO_GROUP_ORG_ADMINS}/removals {auth} {json} \\
+  -d '{{\"members\": [\"{DEMO_USER_EDSGER}\"], \"dry_run\": true}}'
+
+# The audit trail, newest first:
+curl -s {base}/removals {auth}
+"
+    )
+}
