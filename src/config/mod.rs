@@ -563,7 +563,10 @@ impl Settings {
                 "shutdown_grace_s": self.server.shutdown_grace_s,
             },
             "log": {
-                "format": match self.log.format { LogFormat::Json => "json", LogFormat::Pretty => "pretty" },
+                "format": match self.log.format {
+                    LogFormat::Json => "json",
+                    LogFormat::Pretty => "pretty",
+                },
                 "level": self.log.level,
             },
             "genesys": {

@@ -125,7 +125,12 @@ async fn healthz() -> impl IntoResponse {
 /// The store answers and the service is not shutting down. Genesys is left
 /// out on purpose: a credential failure is an alert, not a reason to take
 /// every replica out of the load balancer.
-#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)), tag = "operations")]
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses((status = 200), (status = 503)),
+    tag = "operations"
+)]
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     if state.service.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
