@@ -4,9 +4,6 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,6 +11,7 @@ use std::time::Duration;
 use scim_removals::sandbox::{DEMO_GROUP_SUPPORT, DEMO_USER_ADA, DEMO_USER_GRACE, Knobs, Org};
 use serde_json::{Value, json};
 use support::TOKEN;
+use support::process::{free_port, start, temp_dir, write_config};
 
 /// Where in a removal's life the process is killed.
 #[derive(Debug, Clone, Copy)]
@@ -26,77 +24,11 @@ enum KillPoint {
     Patched,
 }
 
-struct Service {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-fn write_config(dir: &Path, genesys: &str, listen: SocketAddr) -> std::path::PathBuf {
-    let path = dir.join("crash.toml");
-    let config = format!(
-        r#"
-[server]
-listen = "{listen}"
-shutdown_grace_s = 1
-[log]
-level = "warn"
-[genesys]
-api_base_url = "{genesys}"
-client_id = "sandbox-client"
-client_secret = "sandbox-secret"
-request_timeout_ms = 5000
-max_requests_per_minute = 60000
-max_burst = 100
-[genesys.retry]
-base_delay_ms = 5
-max_delay_ms = 50
-[store]
-url = "sqlite://{store}/crash.db"
-[[api.clients]]
-name = "governance"
-token_sha256 = "{hash}"
-scopes = ["removals:write", "removals:read"]
-"#,
-        store = dir.display(),
-        hash = scim_removals::http::token_sha256(TOKEN),
-    );
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-async fn start(config: &Path, listen: SocketAddr) -> Service {
-    let child = Command::new(env!("CARGO_BIN_EXE_scim-removals"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let base = format!("http://{listen}");
-
-    for _ in 0..200 {
-        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await {
-            if response.status().is_success() {
-                return Service { child, base };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the service did not become ready");
-}
-
 async fn kill_and_restart(point: KillPoint) {
     let (org, genesys) = support::sandbox().await;
-    let dir = std::env::temp_dir().join(format!("scim-removals-crash-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("crash");
     let listen = free_port();
-    let config = write_config(&dir, &genesys, listen);
+    let config = write_config(&dir, &genesys, listen, "");
     let before = org.members(DEMO_GROUP_SUPPORT).unwrap();
 
     // Slow answers leave time to kill the process mid-call.
@@ -110,7 +42,7 @@ async fn kill_and_restart(point: KillPoint) {
         flag.store(true, Ordering::SeqCst)
     })));
 
-    let mut service = start(&config, listen).await;
+    let mut service = start(&config, listen, &[]).await;
     let http = reqwest::Client::new();
     let submitted: Value = http
         .post(format!(
@@ -148,7 +80,7 @@ async fn kill_and_restart(point: KillPoint) {
     service.child.wait().unwrap();
 
     org.set_knobs(Knobs::default());
-    let mut service = start(&config, listen).await;
+    let mut service = start(&config, listen, &[]).await;
     let mut removal = Value::Null;
     for _ in 0..400 {
         removal = http

@@ -29,6 +29,15 @@ async fn post(
     (status, headers, body)
 }
 
+/// A named request (token, content type, body) and the status it must get.
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    String,
+    StatusCode,
+);
+
 fn removals_path() -> String {
     format!("/groups/{DEMO_GROUP_SUPPORT}/removals")
 }
@@ -56,7 +65,7 @@ async fn each_kind_of_bad_request_gets_its_status_as_problem_details() {
     let json_type = Some("application/json");
     let big = format!("{{\"members\": [\"{}\"]}}", "a".repeat(70_000));
 
-    let cases: Vec<(&str, Option<&str>, Option<&str>, String, StatusCode)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no token",
             None,
