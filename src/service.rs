@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::config::Settings;
 use crate::genesys::GenesysClient;
 use crate::removal::{
-    Engine, EngineSettings, Failure, FailureCode, Journal, Outcome, Progress, Removal,
-    RemovalRequest, RuleBook, Status,
+    Engine, EngineSettings, FailureCode, Journal, Outcome, Progress, Removal, RemovalRequest,
+    RuleBook, Status,
 };
 use crate::store::{IdempotencyKey, Inserted, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -240,20 +240,7 @@ impl RemovalService {
 }
 
 fn unavailable(detail: String) -> Outcome {
-    Outcome {
-        status: Status::Failed,
-        removed: Vec::new(),
-        not_members: Vec::new(),
-        blocked: Vec::new(),
-        violations: Vec::new(),
-        would_remove: None,
-        attempts: 0,
-        conflicts: 0,
-        error: Some(Failure {
-            code: FailureCode::UpstreamUnavailable,
-            detail,
-        }),
-    }
+    Outcome::failed_untouched(FailureCode::UpstreamUnavailable, detail)
 }
 
 /// A dry run sends no PATCH, so it has no progress to keep.

@@ -243,3 +243,20 @@ pub struct Outcome {
     pub conflicts: u32,
     pub error: Option<Failure>,
 }
+
+impl Outcome {
+    /// A removal that failed before anything was done.
+    pub fn failed_untouched(code: FailureCode, detail: String) -> Outcome {
+        Outcome {
+            status: Status::Failed,
+            removed: Vec::new(),
+            not_members: Vec::new(),
+            blocked: Vec::new(),
+            violations: Vec::new(),
+            would_remove: None,
+            attempts: 0,
+            conflicts: 0,
+            error: Some(Failure { code, detail }),
+        }
+    }
+}

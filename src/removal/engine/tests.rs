@@ -171,6 +171,19 @@ fn removal(members: &[u8], mode: Mode, dry_run: bool) -> Removal {
     Removal::new(request, Utc::now())
 }
 
+/// Runs `removal` once from scratch with a journal nobody reads.
+async fn run(
+    directory: &FakeDirectory,
+    constraints: ConstraintSettings,
+    removal: Removal,
+) -> Outcome {
+    let journal = Recorder::default();
+    engine(directory, constraints)
+        .run(&removal, Progress::default(), &journal)
+        .await
+        .unwrap()
+}
+
 fn ids(ns: &[u8]) -> Vec<MemberId> {
     ns.iter().map(|n| id(*n)).collect()
 }
@@ -233,14 +246,12 @@ async fn a_conflict_reads_again_and_checks_the_rules_against_the_fresh_members()
         .faults
         .push_back(Fault::OtherAdminRemoves(3));
 
-    let outcome = engine(&directory, constraints(2))
-        .run(
-            &removal(&[1, 2], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(2),
+        removal(&[1, 2], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Rejected);
     assert_eq!(outcome.conflicts, 1);
@@ -254,14 +265,12 @@ async fn a_conflict_is_retried_with_the_new_version() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
     directory.state().faults.push_back(Fault::Conflict);
 
-    let outcome = engine(&directory, constraints(1))
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(1),
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Succeeded);
     assert_eq!((outcome.attempts, outcome.conflicts), (2, 1));
@@ -282,14 +291,12 @@ async fn conflicts_beyond_the_retry_limit_fail_the_removal() {
         .faults
         .extend(std::iter::repeat_n(Fault::Conflict, 10));
 
-    let outcome = engine(&directory, constraints(1))
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(1),
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Failed);
     assert_eq!(
@@ -305,14 +312,12 @@ async fn an_answer_without_the_group_is_verified_by_reading_again() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
     directory.state().faults.push_back(Fault::AnswerWithoutBody);
 
-    let outcome = engine(&directory, constraints(1))
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(1),
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Succeeded);
     assert_eq!(outcome.removed, ids(&[1]));
@@ -324,14 +329,12 @@ async fn a_success_that_left_the_member_in_place_is_not_applied() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
     directory.state().faults.push_back(Fault::LieAboutSuccess);
 
-    let outcome = engine(&directory, constraints(1))
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(1),
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Failed);
     assert_eq!(outcome.error.unwrap().code, FailureCode::NotApplied);
@@ -343,14 +346,12 @@ async fn a_lost_answer_is_settled_by_reading_the_group() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
     directory.state().faults.push_back(Fault::ApplyThenFail);
 
-    let outcome = engine(&directory, constraints(1))
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(1),
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Failed);
     assert_eq!(
@@ -400,14 +401,12 @@ async fn a_protected_group_is_rejected_without_asking_genesys() {
     let mut constraints = constraints(1);
     constraints.protected_groups = vec![group_id().to_string()];
 
-    let outcome = engine(&directory, constraints)
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints,
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Rejected);
     assert_eq!(outcome.violations[0].rule, Rule::ProtectedGroup);
@@ -421,14 +420,12 @@ async fn a_failed_role_look_up_fails_the_removal_rather_than_assuming_no_roles()
     let mut constraints = constraints(1);
     constraints.protected_roles = vec!["Master Admin".into()];
 
-    let outcome = engine(&directory, constraints)
-        .run(
-            &removal(&[1], Mode::AllOrNothing, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints,
+        removal(&[1], Mode::AllOrNothing, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Failed);
     assert_eq!(outcome.error.unwrap().code, FailureCode::RoleLookupFailed);
@@ -442,14 +439,12 @@ async fn a_member_holding_a_protected_role_is_kept() {
     let mut constraints = constraints(1);
     constraints.protected_roles = vec!["Master Admin".into()];
 
-    let outcome = engine(&directory, constraints)
-        .run(
-            &removal(&[1, 2], Mode::BestEffort, false),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints,
+        removal(&[1, 2], Mode::BestEffort, false),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Succeeded);
     assert_eq!(outcome.removed, ids(&[1]));
@@ -461,14 +456,12 @@ async fn a_member_holding_a_protected_role_is_kept() {
 async fn a_dry_run_plans_and_changes_nothing() {
     let directory = FakeDirectory::with_members(&[1, 2, 3]);
 
-    let outcome = engine(&directory, constraints(1))
-        .run(
-            &removal(&[1, 9], Mode::AllOrNothing, true),
-            Progress::default(),
-            &Recorder::default(),
-        )
-        .await
-        .unwrap();
+    let outcome = run(
+        &directory,
+        constraints(1),
+        removal(&[1, 9], Mode::AllOrNothing, true),
+    )
+    .await;
 
     assert_eq!(outcome.status, Status::Planned);
     assert_eq!(outcome.would_remove, Some(ids(&[1])));
