@@ -443,3 +443,60 @@ fn lock_database(path: &Path) -> Result<File, StoreError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_url(file: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("scim-removals-store-{}", Uuid::new_v4()));
+        format!("sqlite://{}/{file}", dir.display())
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_folder_are_created_on_first_open() {
+        let url = temp_url("nested/first.db");
+
+        let store = SqliteStore::open(&url).await.unwrap();
+
+        store.ping().await.unwrap();
+        assert!(Path::new(url.trim_start_matches("sqlite://")).exists());
+    }
+
+    #[tokio::test]
+    async fn a_second_opener_of_the_same_file_is_refused_with_a_clear_message() {
+        let url = temp_url("shared.db");
+        let _first = SqliteStore::open(&url).await.unwrap();
+
+        let second = SqliteStore::open(&url).await;
+
+        let Err(StoreError::Setup(message)) = second else {
+            panic!("a second store on the same file must be refused");
+        };
+        assert!(message.contains("another process"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn synchronous_full_may_be_asked_for_in_the_url() {
+        let (url, synchronous) = split_synchronous("sqlite://a.db?synchronous=full").unwrap();
+        assert_eq!(url, "sqlite://a.db");
+        assert!(matches!(synchronous, SqliteSynchronous::Full));
+
+        let (url, synchronous) = split_synchronous("sqlite://a.db?mode=rwc").unwrap();
+        assert_eq!(url, "sqlite://a.db?mode=rwc");
+        assert!(matches!(synchronous, SqliteSynchronous::Normal));
+        assert!(split_synchronous("sqlite://a.db?synchronous=sometimes").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_database_runs_in_wal_mode() {
+        let store = SqliteStore::open(&temp_url("wal.db")).await.unwrap();
+
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+
+        assert_eq!(mode, "wal");
+    }
+}
