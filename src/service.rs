@@ -232,7 +232,9 @@ impl RemovalService {
                     }
                 } => {}
             }
-            if tokio::time::Instant::now() >= deadline {
+            // A waiting request must not hold the shutdown up: it gets the
+            // removal as it is, and its Location to follow later.
+            if tokio::time::Instant::now() >= deadline || self.is_shutting_down() {
                 return self.store.get(id).await;
             }
         }
