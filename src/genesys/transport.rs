@@ -60,8 +60,10 @@ impl Transport {
             let started = Instant::now();
             let sent = build().send().await;
             let seconds = started.elapsed().as_secs_f64();
-            drop(permit);
 
+            // The permit is held until the answer is read: a 429 must close
+            // the gate before the slot goes to a call waiting for it, or that
+            // call would go out inside the Retry-After.
             let wait = match sent {
                 Ok(response) => {
                     let status = response.status();
@@ -113,6 +115,7 @@ impl Transport {
                     schedule.next_backoff()
                 }
             };
+            drop(permit);
 
             if attempt < self.retry.max_attempts {
                 debug!(
