@@ -30,23 +30,39 @@ async fn every_series_is_served_and_moves_with_the_work_done() {
     let app = TestApp::start(settings).await;
 
     // One 429 first, then a success and a rejection.
-    org.set_knobs(Knobs { error_429_rate: 1.0, retry_after_s: 1, ..Knobs::default() });
-    let pending = app.remove(DEMO_GROUP_SUPPORT, json!({"members": [DEMO_USER_ADA]}), &[]).await;
+    org.set_knobs(Knobs {
+        error_429_rate: 1.0,
+        retry_after_s: 1,
+        ..Knobs::default()
+    });
+    let pending = app
+        .remove(DEMO_GROUP_SUPPORT, json!({"members": [DEMO_USER_ADA]}), &[])
+        .await;
     let pending: serde_json::Value = pending.json().await.unwrap();
     while !org.requests().iter().any(|request| request.status == 429) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     org.set_knobs(Knobs::default());
     app.wait_final(pending["id"].as_str().unwrap()).await;
-    app.remove_and_wait(DEMO_GROUP_SUPPORT, json!({"members": [DEMO_USER_EDSGER]})).await;
+    app.remove_and_wait(DEMO_GROUP_SUPPORT, json!({"members": [DEMO_USER_EDSGER]}))
+        .await;
 
     let text = app.metrics().await;
     for series in SERIES {
-        assert!(text.contains(&format!("# TYPE {series} ")), "{series} is not served");
+        assert!(
+            text.contains(&format!("# TYPE {series} ")),
+            "{series} is not served"
+        );
     }
     assert_eq!(metric(&text, "scim_removals_members_removed_total"), 1.0);
-    assert_eq!(metric(&text, "scim_removals_removals_total{status=\"succeeded\"}"), 1.0);
-    assert_eq!(metric(&text, "scim_removals_removals_total{status=\"rejected\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "scim_removals_removals_total{status=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "scim_removals_removals_total{status=\"rejected\"}"),
+        1.0
+    );
     let violations = "scim_removals_constraint_violations_total{rule=\"protected_role\"}";
     assert_eq!(metric(&text, violations), 1.0);
     assert!(metric(&text, "scim_removals_rate_limited_total") >= 1.0);
