@@ -3,6 +3,8 @@
 //! that speaks to it with a known token.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
