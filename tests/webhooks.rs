@@ -333,6 +333,43 @@ async fn pending_deliveries_survive_a_restart_and_go_out_once_the_receiver_is_up
 }
 
 #[tokio::test]
+async fn stopping_during_a_hung_attempt_waits_at_most_the_timeout_and_keeps_the_event_pending() {
+    let (_org, genesys) = sandbox().await;
+    let receiver = Receiver::start().await;
+    receiver.otherwise(Reply::after(Duration::from_secs(30), 200));
+    let store_dir =
+        std::env::temp_dir().join(format!("scim-removals-test-{}", uuid::Uuid::new_v4()));
+    let settings = with_webhook(
+        settings_on_store(&genesys, &store_dir),
+        &receiver.url(),
+        &[100],
+    );
+    let app = TestApp::start(settings).await;
+
+    let removal = quick_success(&app, DEMO_GROUP_SUPPORT).await;
+    receiver.wait_for_hits(1, PATIENCE).await;
+    let stopping = Instant::now();
+    app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopping.elapsed()
+    );
+
+    // Without a webhook.url the next life only shows the outbox: the hung
+    // attempt was recorded on the way out and the event waits.
+    let app = TestApp::start(settings_on_store(&genesys, &store_dir)).await;
+    let delivery = delivery_of(&app, &removal)
+        .await
+        .expect("the event is kept");
+    assert_eq!(delivery["status"], "pending");
+    assert_eq!(delivery["attempts"], 1);
+    assert_eq!(delivery["last_error"], "no answer within 1000 ms");
+    assert_eq!(receiver.hits().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_delivery_dies_after_its_schedule_and_an_operator_can_have_it_delivered_again() {
     let (_org, genesys) = sandbox().await;
     let receiver = Receiver::start().await;
