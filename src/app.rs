@@ -1,5 +1,6 @@
-//! The composition root: builds the service once, runs the HTTP API and the
-//! worker side by side, and stops them in order on SIGTERM or Ctrl-C.
+//! The composition root: builds the service once, runs the HTTP API, the
+//! worker and the webhook task side by side, and stops them in order on
+//! SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tracing::info;
 
 use crate::config::Settings;
 use crate::service::RemovalService;
+use crate::webhook::Deliverer;
 use crate::worker::Worker;
 
 /// A service running in the background, as tests and the sandbox use it.
@@ -34,9 +36,11 @@ impl RunningApp {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr()?;
         let service = RemovalService::build(settings).await?;
+        let deliverer = Deliverer::new(&service.settings.webhook, service.metrics.clone())
+            .context("cannot start webhook delivery")?;
         let shutdown = CancellationToken::new();
 
-        let handle = tokio::spawn(run(listener, service.clone(), shutdown.clone()));
+        let handle = tokio::spawn(run(listener, service.clone(), deliverer, shutdown.clone()));
         info!(%addr, "scim-removals listening");
         Ok(RunningApp {
             addr,
@@ -69,16 +73,32 @@ impl RunningApp {
 }
 
 /// Serves until `shutdown`, then: new requests get 503 while in-flight
-/// removals get the grace period to finish (the rest are handed back), and
-/// only then does the listener close.
+/// removals get the grace period to finish (the rest are handed back) and
+/// webhook attempts in flight their timeout, and only then does the listener
+/// close.
 async fn run(
     listener: TcpListener,
     service: Arc<RemovalService>,
+    deliverer: Option<Deliverer>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(service.settings.server.shutdown_grace_s);
     let worker_stop = CancellationToken::new();
     let worker = tokio::spawn(Worker::new(service.clone()).run(worker_stop.clone(), grace));
+
+    // The webhook task stops together with the worker rather than after it,
+    // so shutdown stays within the grace period: events written while the
+    // worker drains stay in the outbox and go out after the restart.
+    let webhooks_stop = CancellationToken::new();
+    let webhooks = deliverer.map(|deliverer| {
+        let service = service.clone();
+        let stop = webhooks_stop.clone();
+        tokio::spawn(async move {
+            deliverer
+                .run(&service.store, &service.webhook_ready, stop)
+                .await;
+        })
+    });
 
     let stopping = {
         let service = service.clone();
@@ -86,10 +106,14 @@ async fn run(
             shutdown.cancelled().await;
             service.begin_shutdown();
             worker_stop.cancel();
+            webhooks_stop.cancel();
             // Keep answering (503, Retry-After) while the worker drains, so
             // load balancers see a clear answer rather than refused
             // connections.
             let _ = worker.await;
+            if let Some(webhooks) = webhooks {
+                let _ = webhooks.await;
+            }
         }
     };
 

@@ -9,4 +9,5 @@ pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 pub mod worker;

@@ -19,6 +19,7 @@ use crate::removal::{
 };
 use crate::store::{IdempotencyKey, Inserted, Store, StoreError};
 use crate::telemetry::Metrics;
+use crate::webhook;
 
 /// How long a dry run may wait on Genesys before it is answered as failed.
 const DRY_RUN_LIMIT: Duration = Duration::from_secs(30);
@@ -30,6 +31,8 @@ pub struct RemovalService {
     pub metrics: Arc<Metrics>,
     /// Wakes the worker when a removal is queued.
     pub queued: Notify,
+    /// Wakes the webhook task when an event enters the outbox.
+    pub webhook_ready: Notify,
     /// Tells waiting requests (`Prefer: wait`) that a removal finished.
     finished: broadcast::Sender<Uuid>,
     shutting_down: AtomicBool,
@@ -77,6 +80,7 @@ impl RemovalService {
             engine,
             metrics,
             queued: Notify::new(),
+            webhook_ready: Notify::new(),
             finished,
             shutting_down: AtomicBool::new(false),
         }))
@@ -147,7 +151,9 @@ impl RemovalService {
         }
     }
 
-    /// Saves a finished removal, counts it, and writes its audit event.
+    /// Saves a finished removal with its webhook event (when webhooks are
+    /// configured and the removal has one), counts it, and writes its audit
+    /// event.
     ///
     /// # Errors
     /// When the store does not answer; the removal is then not finished.
@@ -157,7 +163,16 @@ impl RemovalService {
         outcome: Outcome,
     ) -> Result<(), StoreError> {
         removal.finish(outcome, Utc::now());
-        self.store.finish(removal).await?;
+        let event = if self.settings.webhook.url.is_empty() {
+            None
+        } else {
+            webhook::event_for(removal)
+                .map_err(|error| StoreError::Corrupt(format!("webhook event: {error}")))?
+        };
+        self.store.finish(removal, event.as_ref()).await?;
+        if event.is_some() {
+            self.webhook_ready.notify_one();
+        }
 
         let metrics = &self.metrics;
         metrics

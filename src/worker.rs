@@ -147,6 +147,20 @@ impl Worker {
             Ok(rows) => info!(rows, "pruned rows past their retention"),
             Err(error) => warn!(%error, "could not prune"),
         }
+
+        // Delivered and dead webhook events carry the removal too, so they
+        // go with the audit trail; pending ones stay until they are settled.
+        if store.audit_retention_days > 0 {
+            let days = i64::try_from(store.audit_retention_days)
+                .unwrap_or(i64::MAX)
+                .min(1_000_000);
+            let before = chrono::Utc::now() - chrono::Duration::days(days);
+            match self.service.store.prune_deliveries(before).await {
+                Ok(0) => {}
+                Ok(rows) => info!(rows, "pruned webhook deliveries past their retention"),
+                Err(error) => warn!(%error, "could not prune webhook deliveries"),
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 mod auth;
 mod problem;
 mod removals;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +47,11 @@ pub fn router(service: Arc<RemovalService>) -> Router {
         .route("/removals", get(removals::list))
         .route("/removals/{id}", get(removals::get_one))
         .route("/removals/{id}/cancel", post(removals::cancel))
+        .route("/webhooks/deliveries", get(webhooks::list))
+        .route(
+            "/webhooks/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -174,6 +180,8 @@ async fn openapi() -> impl IntoResponse {
         removals::get_one,
         removals::cancel,
         removals::list,
+        webhooks::list,
+        webhooks::redeliver,
         healthz,
         readyz,
         metrics,
@@ -189,9 +197,25 @@ async fn openapi() -> impl IntoResponse {
         crate::removal::Violation,
         crate::removal::Failure,
         crate::removal::FailureCode,
+        webhooks::DeliveryOut,
+        webhooks::DeliveryPage,
+        webhooks::DeliveryState,
+        crate::webhook::WebhookEvent,
     )),
     modifiers(&BearerAuth),
-    tags((name = "removals"), (name = "operations"))
+    tags(
+        (name = "removals"),
+        (
+            name = "webhooks",
+            description = "Each finished removal (not dry runs, not cancelled ones) is \
+                delivered at least once to `webhook.url` as a `WebhookEvent`, with Standard \
+                Webhooks headers `webhook-id` (the same on every attempt), `webhook-timestamp` \
+                and `webhook-signature` (one `v1,` entry per configured secret). Any 2xx \
+                answer means delivered; failures are retried on `webhook.retry_schedule_ms` \
+                with up to 20% jitter, then the delivery is dead."
+        ),
+        (name = "operations")
+    )
 )]
 struct ApiDoc;
 

@@ -1,9 +1,10 @@
-//! Durable state: removals (queue and audit trail in one table) and
-//! idempotency keys.
+//! Durable state: removals (queue and audit trail in one table),
+//! idempotency keys, and the webhook outbox.
 //!
 //! SQLite is the default backend. The rest of the service sees only [`Store`]
 //! and the types here, never a database type.
 
+mod outbox;
 mod sqlite;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -11,6 +12,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::removal::{GroupId, MemberId, Progress, Removal, Status};
 
+pub use outbox::{
+    AttemptOutcome, Backlog, Delivery, DeliveryFilter, DeliveryPage, DeliveryStatus, DueDelivery,
+    NewDelivery,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -185,10 +190,15 @@ impl Store {
         }
     }
 
-    /// Saves a finished removal (or a dry run, planned synchronously).
-    pub async fn finish(&self, removal: &Removal) -> Result<(), StoreError> {
+    /// Saves a finished removal (or a dry run, planned synchronously) and,
+    /// in the same transaction, its webhook event when it has one.
+    pub async fn finish(
+        &self,
+        removal: &Removal,
+        event: Option<&NewDelivery>,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(store) => store.finish(removal).await,
+            Store::Sqlite(store) => store.finish(removal, event).await,
         }
     }
 

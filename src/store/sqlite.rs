@@ -1,5 +1,7 @@
 //! The SQLite backend: one file, WAL mode, one process at a time.
 
+mod outbox;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -13,8 +15,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{
-    Cancelled, Claimed, IdempotencyKey, Inserted, Page, RemovalFilter, StoreError, lease_end,
-    stored_time,
+    Cancelled, Claimed, IdempotencyKey, Inserted, NewDelivery, Page, RemovalFilter, StoreError,
+    lease_end, stored_time,
 };
 use crate::removal::{Progress, Removal, Status};
 
@@ -319,7 +321,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn finish(&self, removal: &Removal) -> Result<(), StoreError> {
+    pub async fn finish(
+        &self,
+        removal: &Removal,
+        event: Option<&NewDelivery>,
+    ) -> Result<(), StoreError> {
+        // One transaction: a removal is never finished without its event.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE removals SET status = $1, completed_at = $2, doc = $3,
                  claimed_by = NULL, lease_until = NULL
@@ -329,8 +337,12 @@ impl SqliteStore {
         .bind(removal.completed_at.map(stored_time))
         .bind(to_doc(removal)?)
         .bind(removal.id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(event) = event {
+            outbox::insert_delivery(&mut tx, event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
