@@ -2,7 +2,6 @@
 
 mod support;
 
-use reqwest::StatusCode;
 use scim_removals::sandbox::{
     DEMO_GROUP_ORG_ADMINS, DEMO_GROUP_SUPPORT, DEMO_USER_ADA, DEMO_USER_EDSGER, DEMO_USER_GRACE,
 };
