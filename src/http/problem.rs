@@ -137,6 +137,11 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %cause, "store failure");
                 ApiError::Internal
             }
+            // Only the worker saves progress; no request should meet this.
+            StoreError::ClaimLost(id) => {
+                tracing::error!(removal_id = %id, "a request met a lost claim");
+                ApiError::Internal
+            }
         }
     }
 }

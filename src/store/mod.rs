@@ -1,10 +1,13 @@
 //! Durable state: removals (queue and audit trail in one table),
 //! idempotency keys, and the webhook outbox.
 //!
-//! SQLite is the default backend. The rest of the service sees only [`Store`]
-//! and the types here, never a database type.
+//! SQLite is the default backend, for one process; PostgreSQL serves several
+//! replicas on one database. The rest of the service sees only [`Store`] and
+//! the types here, never a database type. SQL lives with each backend, as the
+//! two differ where it matters (locking, clocks, JSON).
 
 mod outbox;
+mod postgres;
 mod sqlite;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,6 +19,7 @@ pub use outbox::{
     AttemptOutcome, Backlog, Delivery, DeliveryFilter, DeliveryPage, DeliveryStatus, DueDelivery,
     NewDelivery,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,10 @@ pub enum StoreError {
     Setup(String),
     #[error("a stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The worker's lease ran out and another worker took the removal over:
+    /// this one must stop before it sends anything more to Genesys.
+    #[error("removal {0} is no longer claimed by this worker")]
+    ClaimLost(uuid::Uuid),
 }
 
 /// An idempotency key with what it was first used for.
@@ -84,6 +92,7 @@ pub enum Cancelled {
 /// Which backend holds the state.
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -97,15 +106,18 @@ impl Store {
         if url.starts_with("sqlite:") {
             return Ok(Store::Sqlite(SqliteStore::open(url).await?));
         }
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return Ok(Store::Postgres(PgStore::open(url).await?));
+        }
         Err(StoreError::Setup(
-            "only sqlite: store URLs are supported by this build (see the README's limitations)"
-                .into(),
+            "store.url must start with sqlite:, postgres: or postgresql:".into(),
         ))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(store) => store.ping().await,
+            Store::Postgres(store) => store.ping().await,
         }
     }
 
@@ -118,30 +130,35 @@ impl Store {
     ) -> Result<Inserted, StoreError> {
         match self {
             Store::Sqlite(store) => store.insert(removal, key, retention_h).await,
+            Store::Postgres(store) => store.insert(removal, key, retention_h).await,
         }
     }
 
     pub async fn get(&self, id: uuid::Uuid) -> Result<Option<Removal>, StoreError> {
         match self {
             Store::Sqlite(store) => store.get(id).await,
+            Store::Postgres(store) => store.get(id).await,
         }
     }
 
     pub async fn list(&self, filter: &RemovalFilter) -> Result<Page, StoreError> {
         match self {
             Store::Sqlite(store) => store.list(filter).await,
+            Store::Postgres(store) => store.list(filter).await,
         }
     }
 
     pub async fn cancel(&self, id: uuid::Uuid) -> Result<Cancelled, StoreError> {
         match self {
             Store::Sqlite(store) => store.cancel(id).await,
+            Store::Postgres(store) => store.cancel(id).await,
         }
     }
 
     pub async fn count_queued(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(store) => store.count_with_status(&["queued"]).await,
+            Store::Postgres(store) => store.count_with_status(&["queued"]).await,
         }
     }
 
@@ -149,11 +166,13 @@ impl Store {
     pub async fn queue_depth(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(store) => store.count_with_status(&["queued", "running"]).await,
+            Store::Postgres(store) => store.count_with_status(&["queued", "running"]).await,
         }
     }
 
     /// Claims the oldest removal that may run now: the first unfinished one
-    /// of its group, whose group nobody else is working on.
+    /// of its group, whose group nobody else is working on. On PostgreSQL
+    /// this holds across every replica on the database.
     pub async fn claim_next(
         &self,
         worker: &str,
@@ -161,10 +180,17 @@ impl Store {
     ) -> Result<Option<Claimed>, StoreError> {
         match self {
             Store::Sqlite(store) => store.claim_next(worker, lease).await,
+            Store::Postgres(store) => store.claim_next(worker, lease).await,
         }
     }
 
     /// Saves progress and extends the worker's lease.
+    ///
+    /// # Errors
+    /// On PostgreSQL, [`StoreError::ClaimLost`] when another worker has taken
+    /// the removal over: the engine saves progress before each PATCH, so this
+    /// stops a worker that outlived its lease from patching next to the new
+    /// one.
     pub async fn save_progress(
         &self,
         id: uuid::Uuid,
@@ -174,6 +200,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(store) => store.save_progress(id, worker, progress, lease).await,
+            Store::Postgres(store) => store.save_progress(id, worker, progress, lease).await,
         }
     }
 
@@ -187,6 +214,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(store) => store.renew_lease(id, worker, lease).await,
+            Store::Postgres(store) => store.renew_lease(id, worker, lease).await,
         }
     }
 
@@ -199,6 +227,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(store) => store.finish(removal, event).await,
+            Store::Postgres(store) => store.finish(removal, event).await,
         }
     }
 
@@ -206,6 +235,7 @@ impl Store {
     pub async fn release(&self, id: uuid::Uuid, worker: &str) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(store) => store.release(id, worker).await,
+            Store::Postgres(store) => store.release(id, worker).await,
         }
     }
 
@@ -214,16 +244,30 @@ impl Store {
     pub async fn prune(&self, key_retention_h: u64, audit_days: u64) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(store) => store.prune(key_retention_h, audit_days).await,
+            Store::Postgres(store) => store.prune(key_retention_h, audit_days).await,
         }
     }
 }
 
-/// Timestamps as stored: fixed width, so that text order is time order.
+fn to_doc(removal: &Removal) -> Result<String, StoreError> {
+    serde_json::to_string(removal).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn parse_doc(doc: &str) -> Result<Removal, StoreError> {
+    serde_json::from_str(doc).map_err(|error| StoreError::Corrupt(format!("removal: {error}")))
+}
+
+/// Timestamps as stored: fixed width, so that text order is time order (on
+/// SQLite), and RFC 3339, which PostgreSQL reads as a `timestamptz`.
 fn stored_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 fn lease_end(lease: std::time::Duration) -> i64 {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-    Utc::now().timestamp_millis() + lease_ms
+    Utc::now().timestamp_millis() + lease_ms(lease)
+}
+
+/// A lease's length in milliseconds, kept far from overflow.
+fn lease_ms(lease: std::time::Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
 }

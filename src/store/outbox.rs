@@ -127,6 +127,7 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         match self {
             Store::Sqlite(store) => store.claim_due_deliveries(limit, hold).await,
+            Store::Postgres(store) => store.claim_due_deliveries(limit, hold).await,
         }
     }
 
@@ -139,6 +140,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(store) => store.record_attempt(id, outcome).await,
+            Store::Postgres(store) => store.record_attempt(id, outcome).await,
         }
     }
 
@@ -149,6 +151,7 @@ impl Store {
     ) -> Result<DeliveryPage, StoreError> {
         match self {
             Store::Sqlite(store) => store.list_deliveries(filter).await,
+            Store::Postgres(store) => store.list_deliveries(filter).await,
         }
     }
 
@@ -157,12 +160,14 @@ impl Store {
     pub async fn redeliver(&self, id: Uuid) -> Result<Option<Delivery>, StoreError> {
         match self {
             Store::Sqlite(store) => store.redeliver(id).await,
+            Store::Postgres(store) => store.redeliver(id).await,
         }
     }
 
     pub async fn webhook_backlog(&self) -> Result<Backlog, StoreError> {
         match self {
             Store::Sqlite(store) => store.webhook_backlog().await,
+            Store::Postgres(store) => store.webhook_backlog().await,
         }
     }
 
@@ -171,6 +176,7 @@ impl Store {
     pub async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(store) => store.prune_deliveries(before).await,
+            Store::Postgres(store) => store.prune_deliveries(before).await,
         }
     }
 }

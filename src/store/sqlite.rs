@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     Cancelled, Claimed, IdempotencyKey, Inserted, NewDelivery, Page, RemovalFilter, StoreError,
-    lease_end, stored_time,
+    lease_end, parse_doc, stored_time, to_doc,
 };
 use crate::removal::{Progress, Removal, Status};
 
@@ -390,14 +390,6 @@ impl SqliteStore {
 
 fn hours_ms(hours: u64) -> i64 {
     i64::try_from(hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX / 2)
-}
-
-fn to_doc(removal: &Removal) -> Result<String, StoreError> {
-    serde_json::to_string(removal).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-fn parse_doc(doc: &str) -> Result<Removal, StoreError> {
-    serde_json::from_str(doc).map_err(|error| StoreError::Corrupt(format!("removal: {error}")))
 }
 
 /// Takes our own `synchronous` parameter off the URL (sqlx does not know
