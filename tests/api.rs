@@ -420,3 +420,26 @@ async fn the_operational_endpoints_answer_without_a_token() {
     assert!(metrics.contains("scim_removals_queue_depth"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_removal_being_worked_on_reads_as_running() {
+    let (org, genesys) = sandbox().await;
+    let app = TestApp::start(settings(&genesys)).await;
+    org.set_knobs(scim_removals::sandbox::Knobs {
+        latency_ms: 300,
+        ..Default::default()
+    });
+
+    let response = app
+        .remove(DEMO_GROUP_SUPPORT, json!({"members": [DEMO_USER_ADA]}), &[])
+        .await;
+    let removal: serde_json::Value = response.json().await.unwrap();
+    while org.requests().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let path = format!("/removals/{}", removal["id"].as_str().unwrap());
+    let running: serde_json::Value = app.get(&path).await.json().await.unwrap();
+
+    assert_eq!(running["status"], "running");
+    app.stop().await;
+}

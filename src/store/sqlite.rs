@@ -252,7 +252,8 @@ impl SqliteStore {
         // unfinished removal of a group that no live lease holds, and take it.
         let row = sqlx::query(
             "UPDATE removals
-             SET status = 'running', claimed_by = $1, lease_until = $2
+             SET status = 'running', claimed_by = $1, lease_until = $2,
+                 doc = json_set(doc, '$.status', 'running')
              WHERE seq = (
                  SELECT r.seq FROM removals r
                  WHERE (r.status = 'queued' OR (r.status = 'running' AND r.lease_until <= $3))
