@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +78,7 @@ pub struct RemovalBody {
 )]
 pub async fn submit(
     State(state): State<AppState>,
-    Path(group_id): Path<String>,
+    group_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -96,6 +97,7 @@ pub async fn submit(
     let parsed: RemovalBody = serde_json::from_value(raw.clone())
         .map_err(|error| ApiError::Invalid(format!("the body does not fit: {error}")))?;
 
+    let group_id = path_segment(group_id, "groupId")?;
     let group_id = GroupId::parse(&group_id)
         .map_err(|error| ApiError::Invalid(format!("groupId: {error}")))?;
     let limit = state
@@ -161,10 +163,10 @@ pub async fn submit(
 pub async fn get_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Removal>, ApiError> {
     state.clients.authorize(&headers, "removals:read")?;
-    let id = removal_id(&id)?;
+    let id = removal_id(&path_segment(id, "id")?)?;
 
     let removal = state.service.store.get(id).await?;
     removal
@@ -188,10 +190,10 @@ pub async fn get_one(
 pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Removal>, ApiError> {
     state.clients.authorize(&headers, "removals:write")?;
-    let id = removal_id(&id)?;
+    let id = removal_id(&path_segment(id, "id")?)?;
 
     match state.service.store.cancel(id).await? {
         Cancelled::Cancelled(removal) => Ok(Json(removal)),
@@ -311,6 +313,17 @@ fn list_filter(query: ListQuery) -> Result<RemovalFilter, ApiError> {
         limit,
         after,
     })
+}
+
+/// A path segment, or a 422 when it cannot even be decoded (`%ff`): axum's
+/// own rejection would be plain text, and would come before the 401.
+fn path_segment(
+    segment: Result<Path<String>, PathRejection>,
+    name: &str,
+) -> Result<String, ApiError> {
+    segment
+        .map(|Path(segment)| segment)
+        .map_err(|_| ApiError::Invalid(format!("{name}: not a valid percent-encoded UTF-8 id")))
 }
 
 fn removal_id(raw: &str) -> Result<Uuid, ApiError> {
