@@ -26,8 +26,9 @@ use crate::telemetry::Metrics;
 
 pub use budget::Budget;
 pub use retry::{full_jitter, retry_after};
+pub use scim::parse_group;
 
-use scim::{PatchRequest, ScimError, ScimGroup, ScimUserRoles};
+use scim::{PatchRequest, ScimError, ScimUserRoles};
 use token::TokenCache;
 use transport::{Operation, Transport, log_upstream_problem};
 
@@ -155,12 +156,11 @@ impl Directory for GenesysClient {
         match response.status() {
             status if status.is_success() => {
                 let etag = etag_of(&response);
-                let body: ScimGroup = response.json().await.map_err(unreadable)?;
-                let body = ScimGroup {
-                    members: Some(body.members.unwrap_or_default()),
-                    ..body
-                };
-                body.into_snapshot(etag).ok_or_else(|| {
+                let body = response.bytes().await.map_err(unreadable)?;
+                let group = parse_group(&body, etag, true).map_err(|error| {
+                    DirectoryError::Unavailable(format!("unreadable answer: {error}"))
+                })?;
+                group.ok_or_else(|| {
                     DirectoryError::Unavailable("the group came without a version".into())
                 })
             }
@@ -206,9 +206,7 @@ impl Directory for GenesysClient {
         if status.is_success() {
             let etag = etag_of(&response);
             let bytes = response.bytes().await.map_err(unreadable)?;
-            let answer = serde_json::from_slice::<ScimGroup>(&bytes)
-                .ok()
-                .and_then(|group| group.into_snapshot(etag));
+            let answer = parse_group(&bytes, etag, false).ok().flatten();
             return Ok(answer.map_or(PatchAnswer::Accepted, PatchAnswer::Group));
         }
 

@@ -93,10 +93,7 @@ pub async fn submit(
     .await?;
 
     let key = idempotency_key(&parts.headers)?;
-    let raw: Value = serde_json::from_slice(&bytes)
-        .map_err(|error| ApiError::BadRequest(format!("the body is not valid JSON: {error}")))?;
-    let parsed: RemovalBody = serde_json::from_value(raw.clone())
-        .map_err(|error| ApiError::Invalid(format!("the body does not fit: {error}")))?;
+    let (parsed, raw) = read_removal_body(&bytes)?;
 
     let group_id = path_segment(group_id, "groupId")?;
     let group_id = GroupId::parse(&group_id)
@@ -410,6 +407,36 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
         })
         .find_map(|value| value.parse::<u64>().ok())
         .map(|seconds| Duration::from_secs(seconds.min(MAX_WAIT_S)))
+}
+
+/// Reads a body into the removal it describes: 400 for bytes that are not
+/// JSON, 422 for JSON that is not a removal body. Also returns the body as
+/// parsed JSON, which an idempotency key's fingerprint compares.
+fn read_removal_body(bytes: &[u8]) -> Result<(RemovalBody, Value), ApiError> {
+    let raw: Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::BadRequest(format!("the body is not valid JSON: {error}")))?;
+    let parsed: RemovalBody = serde_json::from_value(raw.clone())
+        .map_err(|error| ApiError::Invalid(format!("the body does not fit: {error}")))?;
+    Ok((parsed, raw))
+}
+
+/// The body checks of `POST /groups/{groupId}/removals`, in the handler's
+/// order, for a group whose id is valid: 400 for bytes that are not JSON, 422
+/// for a body that is not a valid removal of at most `max_members` members.
+/// The handler checks the group's id between the two steps.
+///
+/// Public for the fuzz target `request_body` (see `fuzz/`).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] or [`ApiError::Invalid`], and nothing else.
+pub fn parse_removal_body(
+    bytes: &[u8],
+    group_id: GroupId,
+    client: &str,
+    max_members: usize,
+) -> Result<RemovalRequest, ApiError> {
+    let (body, _) = read_removal_body(bytes)?;
+    removal_request(group_id, body, client, max_members)
 }
 
 fn removal_request(
