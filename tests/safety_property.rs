@@ -557,6 +557,8 @@ fn check_every_patch(
         0,
         "a PATCH went out without If-Match"
     );
+    // Every PATCH passed the hook, so none escapes the checks below.
+    prop_assert_eq!(run.seen.len(), run.patch_statuses.len());
 
     let requested = population.requested_set();
     let mut ours = BTreeSet::new();
