@@ -30,7 +30,7 @@ pub use scim::parse_group;
 
 use scim::{PatchRequest, ScimError, ScimUserRoles};
 use token::TokenCache;
-use transport::{Operation, Transport, log_upstream_problem};
+use transport::{EarlierTryUnanswered, Operation, Transport, log_upstream_problem};
 
 const SCIM_JSON: &str = "application/scim+json";
 
@@ -88,22 +88,28 @@ impl GenesysClient {
     }
 
     /// Sends an API call with the bearer token; on a 401, fetches a new token
-    /// once and sends the call again.
+    /// once and sends the call again. The answer carries
+    /// [`EarlierTryUnanswered`] when any earlier try went unanswered.
     async fn call(
         &self,
         operation: Operation,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Response, DirectoryError> {
         let mut refreshed = false;
+        let mut unanswered = false;
         loop {
             let token = self.tokens.get(&self.transport).await?;
-            let response = self
+            let mut response = self
                 .transport
                 .send(operation, || {
                     build(&self.transport.http, token.expose_secret())
                         .bearer_auth(token.expose_secret())
                 })
                 .await?;
+            unanswered |= response
+                .extensions()
+                .get::<EarlierTryUnanswered>()
+                .is_some();
 
             match response.status() {
                 StatusCode::UNAUTHORIZED if !refreshed => {
@@ -118,7 +124,12 @@ impl GenesysClient {
                         operation.as_str()
                     )));
                 }
-                _ => return Ok(response),
+                _ => {
+                    if unanswered {
+                        response.extensions_mut().insert(EarlierTryUnanswered);
+                    }
+                    return Ok(response);
+                }
             }
         }
     }
@@ -178,8 +189,11 @@ impl Directory for GenesysClient {
     /// A PATCH retried after a timeout or a 5xx is still safe: it carries the
     /// `If-Match` of the version it was planned against, so if the first try
     /// did go through, the version moved and the retry is refused as a
-    /// conflict; the engine then reads the group again, where the members
-    /// are gone, and reports them removed from the intent it recorded.
+    /// conflict. That conflict is [`DirectoryError::ConflictAfterLostAnswer`]:
+    /// the engine then reads the group again, where the members are gone, and
+    /// reports them removed from the intent it recorded. A conflict on a PATCH
+    /// whose every try was answered is a plain [`DirectoryError::Conflict`]:
+    /// nothing of it was applied.
     async fn remove_members(
         &self,
         group: &GroupId,
@@ -213,6 +227,10 @@ impl Directory for GenesysClient {
         if status == StatusCode::NOT_FOUND {
             return Err(DirectoryError::GroupNotFound);
         }
+        let after_lost_answer = response
+            .extensions()
+            .get::<EarlierTryUnanswered>()
+            .is_some();
         let correlation = correlation_of(&response);
         let error: ScimError = response.json().await.unwrap_or_default();
         let scim_type = error.scim_type.as_deref().unwrap_or("");
@@ -229,7 +247,12 @@ impl Directory for GenesysClient {
         );
         if stale {
             self.transport.metrics.version_conflicts.inc();
-            return Err(DirectoryError::Conflict(detail.trim().to_string()));
+            let detail = detail.trim().to_string();
+            return Err(if after_lost_answer {
+                DirectoryError::ConflictAfterLostAnswer(detail)
+            } else {
+                DirectoryError::Conflict(detail)
+            });
         }
         warn!(
             status = status.as_u16(),
