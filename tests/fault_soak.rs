@@ -10,7 +10,9 @@
 //!
 //! - every removal reaches a final state within the deadline;
 //! - every member gone from a group was asked for, and is reported `removed`
-//!   by exactly one removal; every member reported removed is gone;
+//!   by exactly one removal (unless a removal that asked for it failed without
+//!   learning what its last, unanswered PATCH did); every member reported
+//!   removed is gone;
 //! - churn members, nested groups and protected members are exactly where the
 //!   other administrators left them;
 //! - no group was ever seen below `min_members` (it is looked at inside every
@@ -377,9 +379,23 @@ fn check_group(
         "group {}: {gone:?} left unasked",
         group.id
     );
-    assert_eq!(
-        gone, reported,
-        "group {}: gone vs reported removed",
+    assert!(
+        reported.is_subset(&gone),
+        "group {}: reported removed {reported:?}, gone {gone:?}",
+        group.id
+    );
+    // A member gone but reported by nobody is only possible after a removal
+    // that failed without reaching Genesys again to learn what its last,
+    // unanswered PATCH did.
+    let unknown: BTreeSet<String> = removals
+        .iter()
+        .filter(|(_, removal)| removal["error"]["code"] == "upstream_unavailable")
+        .flat_map(|(submitted, _)| submitted.requested.clone())
+        .collect();
+    let unreported: BTreeSet<String> = gone.difference(&reported).cloned().collect();
+    assert!(
+        unreported.is_subset(&unknown),
+        "group {}: {unreported:?} are gone but reported removed by nobody",
         group.id
     );
     assert!(
