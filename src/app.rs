@@ -2,15 +2,21 @@
 //! worker and the webhook task side by side, and stops them in order on
 //! SIGTERM or Ctrl-C.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::config::Settings;
 use crate::service::RemovalService;
@@ -117,12 +123,99 @@ async fn run(
         }
     };
 
-    let app = crate::http::router(service);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopping)
-        .await?;
+    serve(listener, crate::http::router(service), stopping).await;
     info!("scim-removals stopped");
     Ok(())
+}
+
+/// How long a client may take to send a request's headers: on a new
+/// connection, and between requests on a kept-alive one (hyper starts the
+/// clock when it waits for a request's first byte, so an idle connection is
+/// closed after this long too). Without it, a client that trickles its
+/// headers a byte at a time holds a connection and its task for ever.
+/// Not configurable: the contract has no key for it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the accept loop pauses after an error that is not one
+/// connection's (out of file descriptors, say), rather than spin on it.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `app` over HTTP/1.1 until `stopping` resolves, then stops accepting,
+/// lets each connection finish the request it is answering, and returns once
+/// all are closed.
+///
+/// This is `axum::serve` plus what it does not offer: hyper's header-read
+/// timeout, which needs a timer that axum::serve never sets.
+async fn serve(listener: TcpListener, app: Router, stopping: impl Future<Output = ()>) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let closing = CancellationToken::new();
+    let mut connections = JoinSet::new();
+    tokio::pin!(stopping);
+
+    loop {
+        tokio::select! {
+            () = &mut stopping => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let connection = serve_connection(stream, app.clone(), &http, &closing);
+                    connections.spawn(connection);
+                }
+                Err(error) if is_one_connections(&error) => {
+                    debug!(%error, "a connection failed before it was accepted");
+                }
+                Err(error) => {
+                    warn!(%error, "cannot accept connections");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+            // Reap finished connections so the set holds only live ones.
+            Some(_) = connections.join_next() => {}
+        }
+    }
+
+    drop(listener);
+    closing.cancel();
+    while connections.join_next().await.is_some() {}
+}
+
+/// One connection's requests, until the client leaves or `closing` asks it
+/// to finish the request in flight and close.
+fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    http: &http1::Builder,
+    closing: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let closing = closing.clone();
+
+    async move {
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = closing.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        // Clients that leave, send garbage or time out end here; hyper has
+        // already answered what deserved an answer.
+        if let Err(error) = ended {
+            debug!(%error, "connection closed with an error");
+        }
+    }
+}
+
+/// Errors that concern one connection only: the next accept may succeed.
+fn is_one_connections(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
 }
 
 async fn shutdown_signal() {

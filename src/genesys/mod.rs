@@ -26,10 +26,11 @@ use crate::telemetry::Metrics;
 
 pub use budget::Budget;
 pub use retry::{full_jitter, retry_after};
+pub use scim::parse_group;
 
-use scim::{PatchRequest, ScimError, ScimGroup, ScimUserRoles};
+use scim::{PatchRequest, ScimError, ScimUserRoles};
 use token::TokenCache;
-use transport::{Operation, Transport, log_upstream_problem};
+use transport::{EarlierTryUnanswered, Operation, Transport, log_upstream_problem};
 
 const SCIM_JSON: &str = "application/scim+json";
 
@@ -87,22 +88,28 @@ impl GenesysClient {
     }
 
     /// Sends an API call with the bearer token; on a 401, fetches a new token
-    /// once and sends the call again.
+    /// once and sends the call again. The answer carries
+    /// [`EarlierTryUnanswered`] when any earlier try went unanswered.
     async fn call(
         &self,
         operation: Operation,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<Response, DirectoryError> {
         let mut refreshed = false;
+        let mut unanswered = false;
         loop {
             let token = self.tokens.get(&self.transport).await?;
-            let response = self
+            let mut response = self
                 .transport
                 .send(operation, || {
                     build(&self.transport.http, token.expose_secret())
                         .bearer_auth(token.expose_secret())
                 })
                 .await?;
+            unanswered |= response
+                .extensions()
+                .get::<EarlierTryUnanswered>()
+                .is_some();
 
             match response.status() {
                 StatusCode::UNAUTHORIZED if !refreshed => {
@@ -117,7 +124,12 @@ impl GenesysClient {
                         operation.as_str()
                     )));
                 }
-                _ => return Ok(response),
+                _ => {
+                    if unanswered {
+                        response.extensions_mut().insert(EarlierTryUnanswered);
+                    }
+                    return Ok(response);
+                }
             }
         }
     }
@@ -155,12 +167,11 @@ impl Directory for GenesysClient {
         match response.status() {
             status if status.is_success() => {
                 let etag = etag_of(&response);
-                let body: ScimGroup = response.json().await.map_err(unreadable)?;
-                let body = ScimGroup {
-                    members: Some(body.members.unwrap_or_default()),
-                    ..body
-                };
-                body.into_snapshot(etag).ok_or_else(|| {
+                let body = response.bytes().await.map_err(unreadable)?;
+                let group = parse_group(&body, etag, true).map_err(|error| {
+                    DirectoryError::Unavailable(format!("unreadable answer: {error}"))
+                })?;
+                group.ok_or_else(|| {
                     DirectoryError::Unavailable("the group came without a version".into())
                 })
             }
@@ -178,8 +189,11 @@ impl Directory for GenesysClient {
     /// A PATCH retried after a timeout or a 5xx is still safe: it carries the
     /// `If-Match` of the version it was planned against, so if the first try
     /// did go through, the version moved and the retry is refused as a
-    /// conflict; the engine then reads the group again, where the members
-    /// are gone, and reports them removed from the intent it recorded.
+    /// conflict. That conflict is [`DirectoryError::ConflictAfterLostAnswer`]:
+    /// the engine then reads the group again, where the members are gone, and
+    /// reports them removed from the intent it recorded. A conflict on a PATCH
+    /// whose every try was answered is a plain [`DirectoryError::Conflict`]:
+    /// nothing of it was applied.
     async fn remove_members(
         &self,
         group: &GroupId,
@@ -206,15 +220,17 @@ impl Directory for GenesysClient {
         if status.is_success() {
             let etag = etag_of(&response);
             let bytes = response.bytes().await.map_err(unreadable)?;
-            let answer = serde_json::from_slice::<ScimGroup>(&bytes)
-                .ok()
-                .and_then(|group| group.into_snapshot(etag));
+            let answer = parse_group(&bytes, etag, false).ok().flatten();
             return Ok(answer.map_or(PatchAnswer::Accepted, PatchAnswer::Group));
         }
 
         if status == StatusCode::NOT_FOUND {
             return Err(DirectoryError::GroupNotFound);
         }
+        let after_lost_answer = response
+            .extensions()
+            .get::<EarlierTryUnanswered>()
+            .is_some();
         let correlation = correlation_of(&response);
         let error: ScimError = response.json().await.unwrap_or_default();
         let scim_type = error.scim_type.as_deref().unwrap_or("");
@@ -231,7 +247,12 @@ impl Directory for GenesysClient {
         );
         if stale {
             self.transport.metrics.version_conflicts.inc();
-            return Err(DirectoryError::Conflict(detail.trim().to_string()));
+            let detail = detail.trim().to_string();
+            return Err(if after_lost_answer {
+                DirectoryError::ConflictAfterLostAnswer(detail)
+            } else {
+                DirectoryError::Conflict(detail)
+            });
         }
         warn!(
             status = status.as_u16(),

@@ -34,6 +34,12 @@ impl Operation {
     }
 }
 
+/// Put in the extensions of a response when an earlier try of the same call
+/// went unanswered (a 5xx, a timeout, a reset): that try may have been
+/// carried out, which a PATCH's answer must take into account.
+#[derive(Debug, Clone, Copy)]
+pub struct EarlierTryUnanswered;
+
 pub struct Transport {
     pub http: reqwest::Client,
     pub budget: Budget,
@@ -54,6 +60,9 @@ impl Transport {
     ) -> Result<Response, DirectoryError> {
         let mut schedule = Schedule::new(&self.retry);
         let mut last_problem = String::new();
+        // A 429 is refused before anything is done; a 5xx or a lost answer
+        // may hide a change that was made.
+        let mut unanswered = false;
 
         for attempt in 1..=self.retry.max_attempts {
             let permit = self.budget.admit().await;
@@ -95,14 +104,20 @@ impl Transport {
                             None => schedule.next_backoff(),
                         }
                     } else if status.is_server_error() {
+                        unanswered = true;
                         last_problem = format!("{status}");
                         log_upstream_problem(operation, &response, attempt);
                         schedule.next_backoff()
                     } else {
+                        let mut response = response;
+                        if unanswered {
+                            response.extensions_mut().insert(EarlierTryUnanswered);
+                        }
                         return Ok(response);
                     }
                 }
                 Err(error) => {
+                    unanswered = true;
                     self.metrics
                         .observe_upstream(operation.as_str(), "error", seconds);
                     last_problem = describe_transport_error(&error);

@@ -26,6 +26,7 @@ use crate::service::RemovalService;
 
 pub use auth::{ApiClients, token_sha256};
 pub use problem::ApiError;
+pub use removals::parse_removal_body;
 
 /// What every handler gets.
 #[derive(Clone)]

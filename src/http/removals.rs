@@ -4,10 +4,12 @@
 //! 422), so it reads the raw request itself instead of stacking extractors
 //! whose rejections would come in another order.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +79,7 @@ pub struct RemovalBody {
 )]
 pub async fn submit(
     State(state): State<AppState>,
-    Path(group_id): Path<String>,
+    group_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -91,11 +93,9 @@ pub async fn submit(
     .await?;
 
     let key = idempotency_key(&parts.headers)?;
-    let raw: Value = serde_json::from_slice(&bytes)
-        .map_err(|error| ApiError::BadRequest(format!("the body is not valid JSON: {error}")))?;
-    let parsed: RemovalBody = serde_json::from_value(raw.clone())
-        .map_err(|error| ApiError::Invalid(format!("the body does not fit: {error}")))?;
+    let (parsed, raw) = read_removal_body(&bytes)?;
 
+    let group_id = path_segment(group_id, "groupId")?;
     let group_id = GroupId::parse(&group_id)
         .map_err(|error| ApiError::Invalid(format!("groupId: {error}")))?;
     let limit = state
@@ -161,10 +161,10 @@ pub async fn submit(
 pub async fn get_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Removal>, ApiError> {
     state.clients.authorize(&headers, "removals:read")?;
-    let id = removal_id(&id)?;
+    let id = removal_id(&path_segment(id, "id")?)?;
 
     let removal = state.service.store.get(id).await?;
     removal
@@ -188,10 +188,10 @@ pub async fn get_one(
 pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Removal>, ApiError> {
     state.clients.authorize(&headers, "removals:write")?;
-    let id = removal_id(&id)?;
+    let id = removal_id(&path_segment(id, "id")?)?;
 
     match state.service.store.cancel(id).await? {
         Cancelled::Cancelled(removal) => Ok(Json(removal)),
@@ -313,6 +313,17 @@ fn list_filter(query: ListQuery) -> Result<RemovalFilter, ApiError> {
     })
 }
 
+/// A path segment, or a 422 when it cannot even be decoded (`%ff`): axum's
+/// own rejection would be plain text, and would come before the 401.
+fn path_segment(
+    segment: Result<Path<String>, PathRejection>,
+    name: &str,
+) -> Result<String, ApiError> {
+    segment
+        .map(|Path(segment)| segment)
+        .map_err(|_| ApiError::Invalid(format!("{name}: not a valid percent-encoded UTF-8 id")))
+}
+
 fn removal_id(raw: &str) -> Result<Uuid, ApiError> {
     if !crate::config::is_uuid(raw) {
         return Err(ApiError::Invalid(format!(
@@ -398,6 +409,36 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
         .map(|seconds| Duration::from_secs(seconds.min(MAX_WAIT_S)))
 }
 
+/// Reads a body into the removal it describes: 400 for bytes that are not
+/// JSON, 422 for JSON that is not a removal body. Also returns the body as
+/// parsed JSON, which an idempotency key's fingerprint compares.
+fn read_removal_body(bytes: &[u8]) -> Result<(RemovalBody, Value), ApiError> {
+    let raw: Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::BadRequest(format!("the body is not valid JSON: {error}")))?;
+    let parsed: RemovalBody = serde_json::from_value(raw.clone())
+        .map_err(|error| ApiError::Invalid(format!("the body does not fit: {error}")))?;
+    Ok((parsed, raw))
+}
+
+/// The body checks of `POST /groups/{groupId}/removals`, in the handler's
+/// order, for a group whose id is valid: 400 for bytes that are not JSON, 422
+/// for a body that is not a valid removal of at most `max_members` members.
+/// The handler checks the group's id between the two steps.
+///
+/// Public for the fuzz target `request_body` (see `fuzz/`).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] or [`ApiError::Invalid`], and nothing else.
+pub fn parse_removal_body(
+    bytes: &[u8],
+    group_id: GroupId,
+    client: &str,
+    max_members: usize,
+) -> Result<RemovalRequest, ApiError> {
+    let (body, _) = read_removal_body(bytes)?;
+    removal_request(group_id, body, client, max_members)
+}
+
 fn removal_request(
     group_id: GroupId,
     body: RemovalBody,
@@ -409,19 +450,22 @@ fn removal_request(
             "members: at least one member is required".into(),
         ));
     }
-    let mut members: Vec<MemberId> = Vec::with_capacity(body.members.len());
+    // One pass with a set, stopping at the first member past the limit: a
+    // body of 100,000 distinct ids (an operator may allow large bodies) costs
+    // no more than one of `max_members`.
+    let mut members: Vec<MemberId> = Vec::new();
+    let mut seen: HashSet<MemberId> = HashSet::new();
     for raw in &body.members {
         let member =
             MemberId::parse(raw).map_err(|error| ApiError::Invalid(format!("members: {error}")))?;
-        if !members.contains(&member) {
+        if seen.insert(member.clone()) {
             members.push(member);
         }
-    }
-    if members.len() > max_members {
-        return Err(ApiError::Invalid(format!(
-            "members: {} members, more than the {max_members} allowed per request for this group",
-            members.len()
-        )));
+        if members.len() > max_members {
+            return Err(ApiError::Invalid(format!(
+                "members: more than the {max_members} allowed per request for this group"
+            )));
+        }
     }
 
     let too_long = |value: &Option<String>, max: usize| {
@@ -493,6 +537,32 @@ mod tests {
         assert!(idempotency_key(&headers("idempotency-key", &"k".repeat(256))).is_err());
         assert!(idempotency_key(&headers("idempotency-key", "")).is_err());
         assert!(idempotency_key(&HeaderMap::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_request_past_the_limit_is_refused_however_many_ids_it_holds() {
+        let body = |members: Vec<String>| RemovalBody {
+            members,
+            dry_run: false,
+            mode: Mode::AllOrNothing,
+            reason: None,
+            requested_by: None,
+        };
+        let id = |n: u32| format!("6f1c2a8e-0b7d-4c39-9a51-{n:012x}");
+        let group = GroupId::parse("0a7e4a10-5c1d-4e2f-8b3a-9c8d7e6f5a01").unwrap();
+
+        let many = body((0..100_000).map(id).collect());
+        let repeated = body(vec![id(1); 100_000]);
+        let at_limit = body((0..100).map(id).chain((0..100).map(id)).collect());
+
+        assert!(matches!(
+            removal_request(group.clone(), many, "c", 100),
+            Err(ApiError::Invalid(_))
+        ));
+        let one = removal_request(group.clone(), repeated, "c", 100).unwrap();
+        assert_eq!(one.members.len(), 1);
+        let hundred = removal_request(group, at_limit, "c", 100).unwrap();
+        assert_eq!(hundred.members.len(), 100);
     }
 
     #[test]

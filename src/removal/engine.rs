@@ -57,8 +57,15 @@ pub enum PatchAnswer {
 pub enum DirectoryError {
     #[error("the group does not exist")]
     GroupNotFound,
+    /// The PATCH was refused whole for its `If-Match` (or a member it named
+    /// was gone): nothing of it was applied.
     #[error("the group's version changed: {0}")]
     Conflict(String),
+    /// As [`DirectoryError::Conflict`], but an earlier try of the same PATCH
+    /// went unanswered (a timeout, a 5xx, a dropped connection) and may have
+    /// been applied, which would explain the new version.
+    #[error("the group's version changed, perhaps by our own unanswered try: {0}")]
+    ConflictAfterLostAnswer(String),
     #[error("Genesys Cloud refused our credentials or permissions: {0}")]
     Auth(String),
     #[error("Genesys Cloud is unavailable: {0}")]
@@ -81,6 +88,9 @@ pub trait Directory: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<String>, DirectoryError>> + Send;
 
     /// Removes `members` (never empty) in one PATCH guarded by `version`.
+    /// A stale version is [`DirectoryError::Conflict`], or
+    /// [`DirectoryError::ConflictAfterLostAnswer`] when an earlier try of this
+    /// PATCH went unanswered.
     fn remove_members(
         &self,
         group: &GroupId,
@@ -308,9 +318,18 @@ impl<D: Directory> Engine<D> {
                 Ok(after) => after,
                 Err(error) => return Ok(Next::Finish(failed(progress.clone(), &error))),
             },
-            Err(DirectoryError::Conflict(detail)) => {
+            Err(
+                error @ (DirectoryError::Conflict(_) | DirectoryError::ConflictAfterLostAnswer(_)),
+            ) => {
+                // A PATCH refused whole removed nothing: forget its intent, or
+                // the next read would credit us with what others removed. One
+                // whose earlier try went unanswered keeps it for that read.
                 progress.conflicts += 1;
-                info!(conflicts = progress.conflicts, %detail, "version conflict, reading again");
+                if matches!(error, DirectoryError::Conflict(_)) {
+                    progress.intent = None;
+                    journal.save_progress(progress).await?;
+                }
+                info!(conflicts = progress.conflicts, %error, "version conflict, reading again");
                 if progress.conflicts > self.settings.max_conflict_retries {
                     let failure = Failure {
                         code: FailureCode::ConflictRetriesExhausted,
@@ -420,7 +439,9 @@ fn failure_of(error: &DirectoryError) -> Failure {
         DirectoryError::GroupNotFound => FailureCode::GroupNotFound,
         DirectoryError::Auth(_) => FailureCode::UpstreamAuth,
         DirectoryError::Unavailable(_) => FailureCode::UpstreamUnavailable,
-        DirectoryError::Conflict(_) => FailureCode::ConflictRetriesExhausted,
+        DirectoryError::Conflict(_) | DirectoryError::ConflictAfterLostAnswer(_) => {
+            FailureCode::ConflictRetriesExhausted
+        }
         DirectoryError::Rejected(_) => FailureCode::NotApplied,
     };
     Failure {

@@ -50,6 +50,10 @@ pub struct Knobs {
     pub error_5xx_rate: f64,
     /// The `Retry-After` seconds sent with every 429.
     pub retry_after_s: u64,
+    /// Probability that a request is handled (a PATCH applied) but its answer
+    /// is lost: the connection is closed abruptly instead, as when a proxy or
+    /// the network drops it. Only requests that reach a handler roll it.
+    pub drop_connection_rate: f64,
     /// Probability that another administrator changes a group just before a
     /// PATCH's `If-Match` is checked, so that the PATCH meets a conflict.
     pub version_bump_rate: f64,
@@ -69,6 +73,7 @@ impl Default for Knobs {
             error_429_rate: 0.0,
             error_5xx_rate: 0.0,
             retry_after_s: 1,
+            drop_connection_rate: 0.0,
             version_bump_rate: 0.0,
             conflict_style: ConflictStyle::default(),
             patch_answer: PatchAnswer::default(),

@@ -52,10 +52,13 @@
 //! `latency_ms`, then counted against `rate_limit_per_minute` (beyond it:
 //! 429), then may be answered 429 by `error_429_rate` or 5xx by
 //! `error_5xx_rate`, all before a handler runs, so a fault never changes a
-//! group. Every 429 carries `Retry-After: <retry_after_s>` and Genesys's
+//! group. Once a handler has run, `drop_connection_rate` may close the
+//! connection instead of answering: the change is made, its answer is lost.
+//! Every 429 carries `Retry-After: <retry_after_s>` and Genesys's
 //! `too.many.requests.retry.after` body. Every answer carries
 //! `ININ-Correlation-Id`, and the `inin-ratelimit-*` headers when a rate limit
-//! is set. [`RecordedRequest::status`] is the status actually answered.
+//! is set. [`RecordedRequest::status`] is the status actually answered (0 for
+//! a dropped connection).
 //!
 //! # Demo data ([`Org::demo`])
 //!

@@ -87,7 +87,8 @@ pub struct RecordedRequest {
     pub path: String,
     /// When it arrived.
     pub at: Instant,
-    /// The status it was answered with; 0 while it is still in flight.
+    /// The status it was answered with; 0 while it is still in flight, and
+    /// for good when its connection was dropped instead of answering.
     pub status: u16,
     /// The `If-Match` header, as sent.
     pub if_match: Option<String>,

@@ -103,8 +103,15 @@ async fn inject_faults(State(org): State<Org>, mut request: Request, next: Next)
     } else {
         // Handlers read the same knobs through the request's extensions.
         request.extensions_mut().insert(correlation_id);
+        let drop_rate = knobs.drop_connection_rate;
         request.extensions_mut().insert(knobs);
-        next.run(request).await
+        let handled = next.run(request).await;
+        if roll(drop_rate) {
+            // Logged as never answered: status 0.
+            tracing::debug!(method, path, "the sandbox org drops the connection");
+            return dropped_connection();
+        }
+        handled
     };
 
     add_platform_headers(response.headers_mut(), correlation_id, budget);
@@ -537,6 +544,19 @@ fn rate_limited(retry_after_s: u64, correlation_id: CorrelationId) -> Response {
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
     response
+}
+
+/// An answer that never arrives: its body fails before anything is written,
+/// so hyper closes the connection without sending the status line, and the
+/// client sees the connection closed mid-request.
+fn dropped_connection() -> Response {
+    let lost = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "the sandbox org dropped the connection",
+        ))
+    });
+    Response::new(axum::body::Body::from_stream(lost))
 }
 
 /// Mostly 503, sometimes 500 or 504, as Genesys's transient failures go.

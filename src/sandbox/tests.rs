@@ -841,6 +841,36 @@ async fn every_answer_carries_a_correlation_id() {
 }
 
 #[tokio::test]
+async fn a_dropped_connection_applies_the_patch_but_loses_its_answer() {
+    let sandbox = TestOrg::demo().await;
+    let token = sandbox.token().await;
+    sandbox.org.set_knobs(Knobs {
+        drop_connection_rate: 1.0,
+        ..Knobs::default()
+    });
+
+    let answer = sandbox
+        .http
+        .patch(format!(
+            "{}/api/v2/scim/v2/groups/{DEMO_GROUP_SUPPORT}",
+            sandbox.base
+        ))
+        .bearer_auth(&token)
+        .header("If-Match", "\"1\"")
+        .json(&removal_of(&[DEMO_USER_ADA]))
+        .send()
+        .await;
+
+    let error = answer.expect_err("no answer arrives");
+    assert!(!error.is_status(), "{error:?}");
+    let members = sandbox.org.members(DEMO_GROUP_SUPPORT).unwrap();
+    assert!(!members.contains(&DEMO_USER_ADA.to_owned()));
+    assert_eq!(sandbox.org.version(DEMO_GROUP_SUPPORT), Some(2));
+    let logged = sandbox.org.requests();
+    assert_eq!(logged.last().map(|request| request.status), Some(0));
+}
+
+#[tokio::test]
 async fn latency_delays_every_answer() {
     let sandbox = TestOrg::demo().await;
     sandbox.org.set_knobs(Knobs {

@@ -28,6 +28,9 @@ enum Fault {
     LieAboutSuccess,
     /// Applies the PATCH, then the answer is lost (a timeout).
     ApplyThenFail,
+    /// Applies the PATCH, its answer is lost, and the client's retry is
+    /// refused for the version the first try made.
+    ApplyThenRetryConflicts,
     Conflict,
 }
 
@@ -126,6 +129,9 @@ impl Directory for FakeDirectory {
         match fault {
             Some(Fault::AnswerWithoutBody) => Ok(PatchAnswer::Accepted),
             Some(Fault::ApplyThenFail) => Err(DirectoryError::Unavailable("timeout".into())),
+            Some(Fault::ApplyThenRetryConflicts) => {
+                Err(DirectoryError::ConflictAfterLostAnswer("412".into()))
+            }
             _ => Ok(PatchAnswer::Group(FakeDirectory::snapshot(&state))),
         }
     }
@@ -258,6 +264,64 @@ async fn a_conflict_reads_again_and_checks_the_rules_against_the_fresh_members()
     assert_eq!(outcome.violations[0].rule, Rule::MinMembers);
     assert!(outcome.removed.is_empty());
     assert_eq!(directory.state().members, ids(&[1, 2, 4]));
+}
+
+#[tokio::test]
+async fn a_member_another_administrator_removed_before_our_refused_patch_is_not_ours() {
+    // Our PATCH names 1 and 2; another administrator removes 1 first, so the
+    // PATCH is refused whole. The engine used to credit itself with member 1
+    // on the next read (found by tests/safety_property.rs, where the minimum
+    // then turned the removal into a failure that had "removed" member 1).
+    let directory = FakeDirectory::with_members(&[1, 2, 3, 4, 5]);
+    directory
+        .state()
+        .faults
+        .push_back(Fault::OtherAdminRemoves(1));
+    let journal = Recorder::default();
+
+    let outcome = engine(&directory, constraints(3))
+        .run(
+            &removal(&[1, 2], Mode::AllOrNothing, false),
+            Progress::default(),
+            &journal,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.status, Status::Succeeded);
+    assert_eq!(outcome.removed, ids(&[2]));
+    assert_eq!(outcome.not_members, ids(&[1]));
+    assert_eq!((outcome.attempts, outcome.conflicts), (2, 1));
+    let saved = journal.0.lock().unwrap();
+    assert!(
+        saved.iter().any(|p| p.conflicts == 1 && p.intent.is_none()),
+        "the refused intent is dropped, durably"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_after_an_unanswered_try_credits_what_the_lost_try_removed() {
+    // The first try of the PATCH went through but its answer was lost; the
+    // client's retry met the version that try made.
+    let directory = FakeDirectory::with_members(&[1, 2, 3]);
+    directory
+        .state()
+        .faults
+        .push_back(Fault::ApplyThenRetryConflicts);
+
+    let outcome = engine(&directory, constraints(1))
+        .run(
+            &removal(&[1], Mode::AllOrNothing, false),
+            Progress::default(),
+            &Recorder::default(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.status, Status::Succeeded);
+    assert_eq!(outcome.removed, ids(&[1]));
+    assert!(outcome.not_members.is_empty());
+    assert_eq!((outcome.attempts, outcome.conflicts), (1, 1));
 }
 
 #[tokio::test]
