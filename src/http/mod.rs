@@ -5,6 +5,7 @@
 //! down, and counts the request by route template.
 
 mod auth;
+mod paging;
 mod problem;
 mod removals;
 mod webhooks;

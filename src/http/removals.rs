@@ -13,16 +13,14 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::AppState;
 use super::problem::ApiError;
+use super::{AppState, paging};
 use crate::removal::{GroupId, MemberId, Mode, Removal, RemovalRequest, Status};
 use crate::store::{Cancelled, IdempotencyKey, RemovalFilter};
 
@@ -95,7 +93,7 @@ pub async fn submit(
     let key = idempotency_key(&parts.headers)?;
     let (parsed, raw) = read_removal_body(&bytes)?;
 
-    let group_id = path_segment(group_id, "groupId")?;
+    let group_id = paging::path_segment(group_id, "groupId")?;
     let group_id = GroupId::parse(&group_id)
         .map_err(|error| ApiError::Invalid(format!("groupId: {error}")))?;
     let limit = state
@@ -164,7 +162,7 @@ pub async fn get_one(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Removal>, ApiError> {
     state.clients.authorize(&headers, "removals:read")?;
-    let id = removal_id(&path_segment(id, "id")?)?;
+    let id = removal_id(&paging::path_segment(id, "id")?)?;
 
     let removal = state.service.store.get(id).await?;
     removal
@@ -191,7 +189,7 @@ pub async fn cancel(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Removal>, ApiError> {
     state.clients.authorize(&headers, "removals:write")?;
-    let id = removal_id(&path_segment(id, "id")?)?;
+    let id = removal_id(&paging::path_segment(id, "id")?)?;
 
     match state.service.store.cancel(id).await? {
         Cancelled::Cancelled(removal) => Ok(Json(removal)),
@@ -249,7 +247,7 @@ pub async fn list(
 
     let filter = list_filter(query)?;
     let page = state.service.store.list(&filter).await?;
-    let next = page.next.map(|seq| URL_SAFE_NO_PAD.encode(seq.to_string()));
+    let next = page.next.map(paging::encode_cursor);
     Ok(Json(RemovalPage {
         items: page.items,
         next,
@@ -269,29 +267,8 @@ fn list_filter(query: ListQuery) -> Result<RemovalFilter, ApiError> {
             .transpose()
     };
 
-    let limit = match query.limit {
-        None => 50,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| {
-                ApiError::Invalid(format!(
-                    "limit: {raw:?} is not a whole number from 1 to 200"
-                ))
-            })?,
-    };
-    let after = query
-        .after
-        .map(|raw| {
-            URL_SAFE_NO_PAD
-                .decode(&raw)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.parse::<i64>().ok())
-                .ok_or_else(|| invalid("after", &raw))
-        })
-        .transpose()?;
+    let limit = paging::limit(query.limit)?;
+    let after = paging::decode_cursor(query.after)?;
 
     Ok(RemovalFilter {
         group_id: query
@@ -315,15 +292,6 @@ fn list_filter(query: ListQuery) -> Result<RemovalFilter, ApiError> {
 
 /// A path segment, or a 422 when it cannot even be decoded (`%ff`): axum's
 /// own rejection would be plain text, and would come before the 401.
-fn path_segment(
-    segment: Result<Path<String>, PathRejection>,
-    name: &str,
-) -> Result<String, ApiError> {
-    segment
-        .map(|Path(segment)| segment)
-        .map_err(|_| ApiError::Invalid(format!("{name}: not a valid percent-encoded UTF-8 id")))
-}
-
 fn removal_id(raw: &str) -> Result<Uuid, ApiError> {
     if !crate::config::is_uuid(raw) {
         return Err(ApiError::Invalid(format!(

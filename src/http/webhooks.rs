@@ -3,22 +3,19 @@
 //! again. The receiver's URL and secrets are configuration, never a request.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::AppState;
 use super::problem::ApiError;
+use super::{AppState, paging};
 use crate::store::{Delivery, DeliveryFilter, DeliveryStatus};
 
 const SCOPE: &str = "webhooks:admin";
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 200;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -117,7 +114,7 @@ pub async fn list(
     let page = state.service.store.list_deliveries(&filter).await?;
     Ok(Json(DeliveryPage {
         items: page.items.into_iter().map(DeliveryOut::from).collect(),
-        next: page.next.map(|seq| URL_SAFE_NO_PAD.encode(seq.to_string())),
+        next: page.next.map(paging::encode_cursor),
     }))
 }
 
@@ -141,9 +138,10 @@ pub async fn list(
 pub async fn redeliver(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<DeliveryOut>), ApiError> {
     state.clients.authorize(&headers, SCOPE)?;
+    let id = paging::path_segment(id, "id")?;
     if !crate::config::is_uuid(&id) {
         return Err(ApiError::Invalid(format!(
             "{id:?} is not a delivery id (a UUID)"
@@ -171,29 +169,8 @@ fn delivery_filter(query: DeliveryQuery) -> Result<DeliveryFilter, ApiError> {
             })
         })
         .transpose()?;
-    let limit = match query.limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::Invalid(format!(
-                    "limit: {raw:?} is not a whole number from 1 to {MAX_LIMIT}"
-                ))
-            })?,
-    };
-    let after = query
-        .after
-        .map(|raw| {
-            URL_SAFE_NO_PAD
-                .decode(&raw)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::Invalid(format!("after: {raw:?} is not a cursor")))
-        })
-        .transpose()?;
+    let limit = paging::limit(query.limit)?;
+    let after = paging::decode_cursor(query.after)?;
     Ok(DeliveryFilter {
         status,
         limit,
@@ -239,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_cursor_round_trips_and_garbage_is_refused() {
-        let cursor = URL_SAFE_NO_PAD.encode("42");
+        let cursor = paging::encode_cursor(42);
         let filter = delivery_filter(query(None, None, Some(&cursor))).unwrap();
         assert_eq!(filter.after, Some(42));
         assert!(delivery_filter(query(None, None, Some("%%%"))).is_err());
