@@ -60,6 +60,9 @@ struct Args {
     /// Queued removals for the memory figure.
     #[arg(long, default_value_t = 10_000)]
     queued: u64,
+    /// Which parts to run (1 and 2 run together).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    parts: Vec<u8>,
     /// Internal: serve the bare echo handler and print its address.
     #[arg(long, hide = true)]
     echo_server: bool,
@@ -86,26 +89,43 @@ async fn main() -> anyhow::Result<()> {
         open: Duration::from_secs(if args.quick { 3 } else { 10 }),
     };
 
-    eprintln!("[1-2] upstream calls and throughput ...");
-    let (per_removal, throughput) =
-        upstream::calls_and_throughput(args.latency_ms, args.budget, removals, groups).await?;
-    eprintln!("[3] default budget, {burst} removals ...");
-    let default_budget = upstream::default_budget(args.latency_ms, burst).await?;
-    eprintln!("[4] durable accept ...");
-    let accept = accept::accept(&binary, &plan).await?;
-    eprintln!("[5] memory ...");
-    let memory = accept::memory(&binary, args.queued).await?;
-    let load_after = load_average();
-
+    let wants = |part: u8| args.parts.contains(&part);
     let mut table = Table::default();
-    calls_rows(&mut table, &per_removal);
-    throughput_rows(&mut table, &throughput, &args, &default_budget);
-    accept_rows(&mut table, &accept, &plan);
-    memory_rows(&mut table, &memory);
+    let mut details = Vec::new();
+    if wants(1) || wants(2) {
+        eprintln!("[1-2] upstream calls and throughput ...");
+        let (per_removal, throughput) =
+            upstream::calls_and_throughput(args.latency_ms, args.budget, removals, groups).await?;
+        calls_rows(&mut table, &per_removal);
+        throughput_rows(&mut table, &throughput, &args);
+        details.push(format!(
+            "throughput: {} removals in {}, {:.2} upstream calls each",
+            throughput.removals,
+            ms(throughput.wall),
+            throughput.calls_per_removal
+        ));
+    }
+    if wants(3) {
+        eprintln!("[3] default budget, {burst} removals ...");
+        let default_budget = upstream::default_budget(args.latency_ms, burst).await?;
+        budget_rows(&mut table, &default_budget);
+    }
+    if wants(4) {
+        eprintln!("[4] durable accept ...");
+        let accept = accept::accept(&binary, &plan).await?;
+        accept_rows(&mut table, &accept, &plan);
+        details.push(accept_details(&accept));
+    }
+    if wants(5) {
+        eprintln!("[5] memory ...");
+        let memory = accept::memory(&binary, args.queued).await?;
+        memory_rows(&mut table, &memory);
+    }
+    let load_after = load_average();
 
     println!();
     println!("load after: {load_after}");
-    println!("{}", details(&throughput, &accept));
+    println!("{}", details.join("\n"));
     println!("{}", table.render());
     let missed = table.missed();
     if missed.is_empty() {
@@ -151,12 +171,7 @@ fn calls_rows(table: &mut Table, per: &upstream::PerRemoval) {
     );
 }
 
-fn throughput_rows(
-    table: &mut Table,
-    through: &upstream::Throughput,
-    args: &Args,
-    budget: &upstream::DefaultBudget,
-) {
+fn throughput_rows(table: &mut Table, through: &upstream::Throughput, args: &Args) {
     let fraction = through.achieved_per_s() / through.ceiling_per_s;
     table.add(
         &format!(
@@ -202,6 +217,9 @@ fn throughput_rows(
         "0",
         Some(through.rate_limited == 0),
     );
+}
+
+fn budget_rows(table: &mut Table, budget: &upstream::DefaultBudget) {
     table.add(
         &format!(
             "default budget 300/min, burst 10, org limit 300/min: 429s ({} removals)",
@@ -289,15 +307,9 @@ fn memory_rows(table: &mut Table, memory: &accept::Memory) {
     );
 }
 
-/// Figures behind the table, for whoever reads it closely.
-fn details(through: &upstream::Throughput, accept: &accept::Accept) -> String {
+/// Latency figures behind the table, for whoever reads it closely.
+fn accept_details(accept: &accept::Accept) -> String {
     let lines = [
-        format!(
-            "throughput: {} removals in {}, {:.2} upstream calls each",
-            through.removals,
-            ms(through.wall),
-            through.calls_per_removal
-        ),
         format!(
             "open loop, ours: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, \
              max {:.2} ms; generator lateness p99 {:.2} ms",
