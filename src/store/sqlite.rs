@@ -1,4 +1,12 @@
 //! The SQLite backend: one file, WAL mode, one process at a time.
+//!
+//! Writes go through a pool of one connection, reads through a pool of
+//! several. SQLite admits one writer at a time anyway; with several writing
+//! connections, the ones that lose the race for the lock wait in SQLite's
+//! busy handler, which sleeps 1, 2, 5, 10, 15, 20 ms... and so turns a
+//! burst of POSTs into tens of milliseconds of sleeping. Queued on the
+//! writer pool instead, each write starts as soon as the previous one ends.
+//! In WAL mode readers never wait for the writer.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -20,8 +28,15 @@ use crate::removal::{Progress, Removal, Status};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Connections that read (the writer is one more).
+const READERS: u32 = 4;
+
 pub struct SqliteStore {
+    /// Reads: `get`, `list`, counts, `ping`.
     pool: SqlitePool,
+    /// Every write, one at a time. The same pool as `pool` for an in-memory
+    /// database, which lives in its one connection.
+    writer: SqlitePool,
     /// Held open for the life of the store: its lock keeps a second process
     /// off the same file, where two workers would race each other's claims.
     _lock: Option<File>,
@@ -48,12 +63,17 @@ impl SqliteStore {
             Some(lock_database(&path)?)
         };
 
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 4 })
-            .connect_with(options)
-            .await?;
+        // A SQLite connection cannot be "lost" the way a network one can, so
+        // the ping sqlx sends before handing a connection out would only add
+        // a round trip to the connection's thread on every query.
+        let pool_options = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .test_before_acquire(false)
+        };
+        let writer = pool_options(1).connect_with(options.clone()).await?;
         MIGRATIONS
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|error| StoreError::Setup(format!("migrating the database: {error}")))?;
 
@@ -62,10 +82,19 @@ impl SqliteStore {
         sqlx::query(
             "UPDATE removals SET claimed_by = NULL, lease_until = 0 WHERE status = 'running'",
         )
-        .execute(&pool)
+        .execute(&writer)
         .await?;
 
-        Ok(SqliteStore { pool, _lock: lock })
+        let pool = if in_memory {
+            writer.clone()
+        } else {
+            pool_options(READERS).connect_with(options).await?
+        };
+        Ok(SqliteStore {
+            pool,
+            writer,
+            _lock: lock,
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -81,7 +110,7 @@ impl SqliteStore {
     ) -> Result<Inserted, StoreError> {
         // IMMEDIATE takes the write lock up front, so two requests with one
         // key cannot both read "unused" and then both write.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
 
         if let Some(key) = key {
             let existing = sqlx::query(
@@ -199,7 +228,7 @@ impl SqliteStore {
     }
 
     pub async fn cancel(&self, id: Uuid) -> Result<Cancelled, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT status, doc FROM removals WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -269,7 +298,7 @@ impl SqliteStore {
         .bind(worker)
         .bind(lease_end(lease))
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
 
         let Some(row) = row else {
@@ -299,7 +328,7 @@ impl SqliteStore {
         .bind(lease_end(lease))
         .bind(id.to_string())
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -314,7 +343,7 @@ impl SqliteStore {
             .bind(lease_end(lease))
             .bind(id.to_string())
             .bind(worker)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -329,7 +358,7 @@ impl SqliteStore {
         .bind(removal.completed_at.map(stored_time))
         .bind(to_doc(removal)?)
         .bind(removal.id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -344,7 +373,7 @@ impl SqliteStore {
         )
         .bind(id.to_string())
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -353,7 +382,7 @@ impl SqliteStore {
         let keys_before = Utc::now().timestamp_millis() - hours_ms(key_retention_h);
         let mut pruned = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(keys_before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
 
@@ -368,7 +397,7 @@ impl SqliteStore {
                    AND status NOT IN ('queued', 'running')",
             )
             .bind(stored_time(before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         }
