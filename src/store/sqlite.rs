@@ -256,9 +256,19 @@ impl SqliteStore {
         Ok(Cancelled::Cancelled(removal))
     }
 
+    /// Removals in `statuses`, which must be `queued` and/or `running`: the
+    /// two that the `queue_counts` triggers keep (migration 0002), so that
+    /// the count costs one row, not a walk over the queue.
     pub async fn count_with_status(&self, statuses: &[&str]) -> Result<u64, StoreError> {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM removals WHERE status IN (");
+        debug_assert!(
+            statuses
+                .iter()
+                .all(|status| matches!(*status, "queued" | "running")),
+            "only queued and running removals are counted"
+        );
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT COALESCE(SUM(removals), 0) FROM queue_counts WHERE status IN (",
+        );
         let mut list = query.separated(", ");
         for status in statuses {
             list.push_bind(status.to_string());
@@ -470,5 +480,104 @@ fn lock_database(path: &Path) -> Result<File, StoreError> {
             "cannot lock {}: {error}",
             lock_path.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::removal::{GroupId, MemberId, Mode, RemovalRequest};
+
+    const GROUPS: [&str; 3] = [
+        "0a7e4a10-5c1d-4e2f-8b3a-9c8d7e6f5a01",
+        "0a7e4a10-5c1d-4e2f-8b3a-9c8d7e6f5a02",
+        "0a7e4a10-5c1d-4e2f-8b3a-9c8d7e6f5a03",
+    ];
+
+    fn removal(group: &str, dry_run: bool) -> Removal {
+        let request = RemovalRequest {
+            group_id: GroupId::parse(group).unwrap(),
+            members: vec![MemberId::parse("6f1c2a8e-0b7d-4c39-9a51-1d2e3f4a5b01").unwrap()],
+            mode: Mode::AllOrNothing,
+            dry_run,
+            client: "test".into(),
+            requested_by: None,
+            reason: None,
+        };
+        let mut removal = Removal::new(request, Utc::now());
+        if dry_run {
+            removal.status = Status::Running;
+        }
+        removal
+    }
+
+    fn finished(mut removal: Removal, status: Status) -> Removal {
+        removal.status = status;
+        removal.completed_at = Some(Utc::now());
+        removal
+    }
+
+    /// (queued, running) as the kept counts say, after checking that they
+    /// agree with counting the rows.
+    async fn counts(store: &SqliteStore) -> (u64, u64) {
+        let mut kept = [0; 2];
+        for (slot, status) in kept.iter_mut().zip(["queued", "running"]) {
+            *slot = store.count_with_status(&[status]).await.unwrap();
+            let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM removals WHERE status = $1")
+                .bind(status)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            assert_eq!(*slot, rows as u64, "{status} removals");
+        }
+        (kept[0], kept[1])
+    }
+
+    #[tokio::test]
+    async fn queue_counts_follow_every_change_of_status() {
+        let dir = std::env::temp_dir().join(format!("scim-removals-store-{}", Uuid::new_v4()));
+        let url = format!("sqlite://{}/test.db", dir.display());
+        let store = SqliteStore::open(&url).await.unwrap();
+
+        let queued: Vec<Removal> = GROUPS.iter().map(|group| removal(group, false)).collect();
+        for removal in &queued {
+            store.insert(removal, None, 24).await.unwrap();
+        }
+        assert_eq!(counts(&store).await, (3, 0));
+
+        let claimed = store
+            .claim_next("w", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let claimed = claimed.expect("a removal to claim").removal;
+        assert_eq!(counts(&store).await, (2, 1));
+
+        store.cancel(queued[1].id).await.unwrap();
+        assert_eq!(counts(&store).await, (1, 1));
+
+        // A dry run is stored running and finished as planned.
+        let dry_run = removal(GROUPS[2], true);
+        store.insert(&dry_run, None, 24).await.unwrap();
+        assert_eq!(counts(&store).await, (1, 2));
+        store
+            .finish(&finished(dry_run, Status::Planned))
+            .await
+            .unwrap();
+        assert_eq!(counts(&store).await, (1, 1));
+
+        store
+            .finish(&finished(claimed, Status::Succeeded))
+            .await
+            .unwrap();
+        assert_eq!(counts(&store).await, (1, 0));
+
+        sqlx::query("DELETE FROM removals WHERE status = 'queued'")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(counts(&store).await, (0, 0));
+
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
