@@ -6,7 +6,11 @@
 //! busy handler, which sleeps 1, 2, 5, 10, 15, 20 ms... and so turns a
 //! burst of POSTs into tens of milliseconds of sleeping. Queued on the
 //! writer pool instead, each write starts as soon as the previous one ends.
-//! In WAL mode readers never wait for the writer.
+//! In WAL mode readers never wait for the writer. Removals stored without an
+//! idempotency key reach the writer through `group_commit`, several to a
+//! commit when many arrive at once.
+
+mod group_commit;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,10 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
@@ -27,6 +29,7 @@ use super::{
     stored_time,
 };
 use crate::removal::{Progress, Removal, Status};
+use group_commit::{GroupCommit, RemovalRow, insert_rows};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -39,6 +42,8 @@ pub struct SqliteStore {
     /// Every write, one at a time. The same pool as `pool` for an in-memory
     /// database, which lives in its one connection.
     writer: SqlitePool,
+    /// Inserts without an idempotency key, committed together.
+    inserts: GroupCommit,
     /// Held open for the life of the store: its lock keeps a second process
     /// off the same file, where two workers would race each other's claims.
     _lock: Option<File>,
@@ -94,6 +99,7 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             pool,
+            inserts: GroupCommit::start(writer.clone()),
             writer,
             _lock: lock,
         })
@@ -111,11 +117,9 @@ impl SqliteStore {
         retention_h: u64,
     ) -> Result<Inserted, StoreError> {
         let Some(key) = key else {
-            // One statement commits on its own, as durably as a transaction,
-            // in one round trip to the writer's thread instead of three
-            // (BEGIN, INSERT, COMMIT); the writer is the one connection every
-            // POST passes through, so those round trips bound the accept rate.
-            insert_removal(removal)?.execute(&self.writer).await?;
+            // Committed (with others arriving at the same time) before this
+            // returns; see `group_commit`.
+            self.inserts.insert(removal_row(removal)?).await?;
             return Ok(Inserted::Created(removal.clone()));
         };
 
@@ -158,7 +162,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        insert_removal(removal)?.execute(&mut *tx).await?;
+        insert_rows(&mut *tx, &[&removal_row(removal)?]).await?;
         tx.commit().await?;
 
         Ok(Inserted::Created(removal.clone()))
@@ -411,19 +415,17 @@ impl SqliteStore {
     }
 }
 
-/// The statement that stores a new removal.
-fn insert_removal(removal: &Removal) -> Result<Query<'_, Sqlite, SqliteArguments<'_>>, StoreError> {
-    Ok(sqlx::query(
-        "INSERT INTO removals (id, group_id, status, client, created_at, completed_at, doc)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(removal.id.to_string())
-    .bind(removal.group_id.as_str())
-    .bind(removal.status.as_str())
-    .bind(&removal.client)
-    .bind(stored_time(removal.created_at))
-    .bind(removal.completed_at.map(stored_time))
-    .bind(to_doc(removal)?))
+/// A new removal's columns.
+fn removal_row(removal: &Removal) -> Result<RemovalRow, StoreError> {
+    Ok(RemovalRow {
+        id: removal.id.to_string(),
+        group_id: removal.group_id.as_str().to_string(),
+        status: removal.status.as_str(),
+        client: removal.client.clone(),
+        created_at: stored_time(removal.created_at),
+        completed_at: removal.completed_at.map(stored_time),
+        doc: to_doc(removal)?,
+    })
 }
 
 fn hours_ms(hours: u64) -> i64 {
@@ -587,6 +589,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(counts(&store).await, (0, 0));
+
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn inserts_arriving_together_are_all_committed_and_a_bad_one_fails_alone() {
+        let dir = std::env::temp_dir().join(format!("scim-removals-store-{}", Uuid::new_v4()));
+        let url = format!("sqlite://{}/test.db", dir.display());
+        let store = SqliteStore::open(&url).await.unwrap();
+
+        // 200 at once, so that they are written in batches, and a repeated
+        // id among the last, which SQLite refuses.
+        let mut removals: Vec<Removal> = (0..200)
+            .map(|n| removal(GROUPS[n % GROUPS.len()], false))
+            .collect();
+        removals.push(removals[7].clone());
+        let answers =
+            futures::future::join_all(removals.iter().map(|r| store.insert(r, None, 24))).await;
+
+        let failed: Vec<usize> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, answer)| answer.is_err())
+            .map(|(index, _)| index)
+            .collect();
+        assert_eq!(failed, vec![200], "only the repeated id fails");
+        assert_eq!(counts(&store).await, (200, 0));
 
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
