@@ -9,6 +9,13 @@
 //! In WAL mode readers never wait for the writer. Removals stored without an
 //! idempotency key reach the writer through `group_commit`, several to a
 //! commit when many arrive at once.
+//!
+//! WAL checkpoints (copying committed pages back into the database file)
+//! run in the background on a reading connection every half second. Left to
+//! SQLite, the writer runs one each time the WAL passes 1,000 pages, inside
+//! a commit, and every POST waiting behind that commit waits for the copy
+//! too. The writer keeps a backstop at 10,000 pages, should the background
+//! checkpoints fall behind.
 
 mod group_commit;
 
@@ -36,6 +43,13 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 /// Connections that read (the writer is one more).
 const READERS: u32 = 4;
 
+/// How often the background task checkpoints the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// WAL pages (about 40 MiB) past which the writer checkpoints by itself, a
+/// backstop for the background task; SQLite's default is 1,000.
+const WRITER_CHECKPOINT_PAGES: &str = "10000";
+
 pub struct SqliteStore {
     /// Reads: `get`, `list`, counts, `ping`.
     pool: SqlitePool,
@@ -44,6 +58,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Inserts without an idempotency key, committed together.
     inserts: GroupCommit,
+    /// The background checkpoints; none for an in-memory database.
+    _checkpoints: Option<Checkpoints>,
     /// Held open for the life of the store: its lock keeps a second process
     /// off the same file, where two workers would race each other's claims.
     _lock: Option<File>,
@@ -78,7 +94,10 @@ impl SqliteStore {
                 .max_connections(connections)
                 .test_before_acquire(false)
         };
-        let writer = pool_options(1).connect_with(options.clone()).await?;
+        let writer_options = options
+            .clone()
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES);
+        let writer = pool_options(1).connect_with(writer_options).await?;
         MIGRATIONS
             .run(&writer)
             .await
@@ -97,9 +116,11 @@ impl SqliteStore {
         } else {
             pool_options(READERS).connect_with(options).await?
         };
+        let checkpoints = (!in_memory).then(|| Checkpoints::start(pool.clone()));
         Ok(SqliteStore {
             pool,
             inserts: GroupCommit::start(writer.clone()),
+            _checkpoints: checkpoints,
             writer,
             _lock: lock,
         })
@@ -415,6 +436,33 @@ impl SqliteStore {
     }
 }
 
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until dropped.
+struct Checkpoints(tokio::task::JoinHandle<()>);
+
+impl Checkpoints {
+    fn start(readers: SqlitePool) -> Checkpoints {
+        Checkpoints(tokio::spawn(async move {
+            let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                // PASSIVE copies what it can without waiting for readers or
+                // the writer, and never blocks them.
+                let checkpoint = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)");
+                if let Err(error) = checkpoint.execute(&readers).await {
+                    tracing::warn!(%error, "could not checkpoint the WAL");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A new removal's columns.
 fn removal_row(removal: &Removal) -> Result<RemovalRow, StoreError> {
     Ok(RemovalRow {
@@ -618,6 +666,27 @@ mod tests {
         assert_eq!(failed, vec![200], "only the repeated id fails");
         assert_eq!(counts(&store).await, (200, 0));
 
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn committed_pages_reach_the_database_file_without_the_writer() {
+        let dir = std::env::temp_dir().join(format!("scim-removals-store-{}", Uuid::new_v4()));
+        let url = format!("sqlite://{}/test.db", dir.display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let file_size = || std::fs::metadata(dir.join("test.db")).unwrap().len();
+        let before = file_size();
+
+        // Far below the writer's own threshold: only the background task
+        // copies these pages into the file.
+        for n in 0..300 {
+            let removal = removal(GROUPS[n % GROUPS.len()], false);
+            store.insert(&removal, None, 24).await.unwrap();
+        }
+        tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+
+        assert!(file_size() > before, "the WAL was checkpointed");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
