@@ -278,7 +278,7 @@ impl SqliteStore {
     }
 
     /// Removals in `statuses`, which must be `queued` and/or `running`: the
-    /// two that the `queue_counts` triggers keep (migration 0002), so that
+    /// two that the `queue_counts` triggers keep (migration 0003), so that
     /// the count costs one row, not a walk over the queue.
     pub async fn count_with_status(&self, statuses: &[&str]) -> Result<u64, StoreError> {
         debug_assert!(
