@@ -23,6 +23,10 @@ use crate::store::{Claimed, Store};
 /// removals queued by other replicas, and leases that ran out.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 
+/// How often, at most, the queue-depth gauge is refreshed. Every POST wakes
+/// the worker; a store query on every wake-up would add one per POST.
+const GAUGE_EVERY: Duration = Duration::from_millis(500);
+
 /// How often housekeeping (retention) runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
@@ -49,10 +53,14 @@ impl Worker {
         let mut running: JoinSet<()> = JoinSet::new();
         let mut in_flight: Vec<(Uuid, tokio::task::AbortHandle)> = Vec::new();
         let mut last_prune = tokio::time::Instant::now() - PRUNE_EVERY;
+        let mut last_gauge = tokio::time::Instant::now() - GAUGE_EVERY;
         info!(worker = %self.id, "worker started");
 
         while !shutdown.is_cancelled() {
-            self.update_queue_depth().await;
+            if last_gauge.elapsed() >= GAUGE_EVERY {
+                last_gauge = tokio::time::Instant::now();
+                self.update_queue_depth().await;
+            }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = tokio::time::Instant::now();
                 self.prune().await;

@@ -69,7 +69,7 @@ impl SqliteStore {
         .bind(now_ms.saturating_add(hold_ms))
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
 
         rows.iter()
@@ -111,7 +111,7 @@ impl SqliteStore {
         .bind(next)
         .bind(stored_time(Utc::now()))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -159,7 +159,7 @@ impl SqliteStore {
         .bind(now.timestamp_millis())
         .bind(stored_time(now))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.map(|row| delivery_from(&row, 0)).transpose()
     }
@@ -184,7 +184,7 @@ impl SqliteStore {
             "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1",
         )
         .bind(stored_time(before))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(pruned)
