@@ -249,6 +249,25 @@ impl Store {
     }
 }
 
+/// Cuts rows fetched newest first with one more than `limit` into a page
+/// and, when there is more, the position the next page starts after. `read`
+/// gives each row's position and item.
+fn page_of<R, T>(
+    rows: &[R],
+    limit: u32,
+    read: impl Fn(&R) -> Result<(i64, T), StoreError>,
+) -> Result<(Vec<T>, Option<i64>), StoreError> {
+    let limit = limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    let mut last = None;
+    for row in rows.iter().take(limit) {
+        let (position, item) = read(row)?;
+        last = Some(position);
+        items.push(item);
+    }
+    Ok((items, if rows.len() > limit { last } else { None }))
+}
+
 fn to_doc(removal: &Removal) -> Result<String, StoreError> {
     serde_json::to_string(removal).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
@@ -270,4 +289,29 @@ fn lease_end(lease: std::time::Duration) -> i64 {
 /// A lease's length in milliseconds, kept far from overflow.
 fn lease_ms(lease: std::time::Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(row: &i64) -> Result<(i64, String), StoreError> {
+        Ok((*row, format!("item {row}")))
+    }
+
+    #[test]
+    fn a_row_beyond_the_limit_means_a_next_page_after_the_last_item() {
+        let (items, next) = page_of(&[9, 8, 7], 2, read).unwrap();
+
+        assert_eq!(items, vec!["item 9", "item 8"]);
+        assert_eq!(next, Some(8));
+    }
+
+    #[test]
+    fn the_last_page_has_no_next() {
+        let (items, next) = page_of(&[9, 8], 2, read).unwrap();
+
+        assert_eq!(items.len(), 2);
+        assert_eq!(next, None);
+    }
 }

@@ -195,17 +195,10 @@ impl PgStore {
             .push_bind(i64::from(filter.limit) + 1);
 
         let rows = query.build().fetch_all(&self.pool).await?;
-        let more = rows.len() > filter.limit as usize;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last_seq = None;
-        for row in rows.iter().take(filter.limit as usize) {
-            last_seq = Some(row.get::<i64, _>(0));
-            items.push(parse_doc(&row.get::<String, _>(1))?);
-        }
-        Ok(Page {
-            items,
-            next: if more { last_seq } else { None },
-        })
+        let (items, next) = super::page_of(&rows, filter.limit, |row| {
+            Ok((row.get::<i64, _>(0), parse_doc(&row.get::<String, _>(1))?))
+        })?;
+        Ok(Page { items, next })
     }
 
     pub async fn cancel(&self, id: Uuid) -> Result<Cancelled, StoreError> {

@@ -131,17 +131,10 @@ impl PgStore {
             .push_bind(i64::from(filter.limit) + 1);
 
         let rows = query.build().fetch_all(&self.pool).await?;
-        let more = rows.len() > filter.limit as usize;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last_seq = None;
-        for row in rows.iter().take(filter.limit as usize) {
-            last_seq = Some(row.get::<i64, _>(0));
-            items.push(delivery_from(row, 1)?);
-        }
-        Ok(DeliveryPage {
-            items,
-            next: if more { last_seq } else { None },
-        })
+        let (items, next) = crate::store::page_of(&rows, filter.limit, |row| {
+            Ok((row.get::<i64, _>(0), delivery_from(row, 1)?))
+        })?;
+        Ok(DeliveryPage { items, next })
     }
 
     pub async fn redeliver(&self, id: Uuid) -> Result<Option<Delivery>, StoreError> {
